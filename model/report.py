@@ -1,0 +1,138 @@
+"""Model cards and plots written beside each artifact.
+
+``write_model_card`` produces ``model-card.json`` (everything, machine-readable),
+``model-card.md`` (the same for people) and two PNGs: training/validation
+curves and the test-set confusion matrix. matplotlib is imported lazily with
+the headless Agg backend, so nothing here needs a display.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import ArtifactMetadata
+
+__all__ = ["confusion_matrix", "per_class_accuracy", "write_model_card"]
+
+CURVES_PNG = "curves.png"
+CONFUSION_PNG = "confusion.png"
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """Return the (k, k) count matrix with true classes as rows."""
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def per_class_accuracy(cm: np.ndarray) -> list[float]:
+    """Return the recall of each class from a confusion matrix."""
+    totals = cm.sum(axis=1)
+    return [float(cm[i, i] / totals[i]) if totals[i] else 0.0 for i in range(len(cm))]
+
+
+def _plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train (augmented)")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss", yscale="log")
+    ax_acc.plot(epochs, [100 * h["train_accuracy"] for h in history], label="train (augmented)")
+    ax_acc.plot(epochs, [100 * h["val_accuracy"] for h in history], label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="Accuracy")
+    ax_acc.set_ylim(max(80.0, min(100 * h["val_accuracy"] for h in history) - 1), 100)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_confusion(cm: np.ndarray, labels: list[str], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.6 * k, 0.8 + 0.6 * k))
+    ax.imshow(np.log1p(cm), cmap="Blues")
+    threshold = np.log1p(cm).max() / 2
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                    color="white" if np.log1p(cm[i, j]) > threshold else "black")
+    ax.set_xticks(range(k), labels, rotation=45 if max(map(len, labels)) > 2 else 0, ha="right")
+    ax.set_yticks(range(k), labels)
+    ax.set(xlabel="predicted", ylabel="true", title=f"Test confusion matrix (n={cm.sum()})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_model_card(directory: Path, metadata: ArtifactMetadata, history: list[dict],
+                     confusion: np.ndarray, plots: bool = True) -> None:
+    """Write model-card.json, model-card.md and (optionally) the PNG plots into ``directory``."""
+    card = json.loads(metadata.model_dump_json())
+    card["history"] = history
+    card["confusion_matrix"] = confusion.tolist()
+    (directory / "model-card.json").write_text(json.dumps(card, indent=2) + "\n")
+    if plots:
+        _plot_curves(history, directory / CURVES_PNG)
+        _plot_confusion(confusion, metadata.labels, directory / CONFUSION_PNG)
+    (directory / "model-card.md").write_text(_markdown(metadata, plots))
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
+    m, t = meta.metrics, meta.training
+    lines = [
+        f"# Model card: {meta.name}",
+        "",
+        f"- Created: {meta.created_at.isoformat()}",
+        f"- Dataset: {meta.dataset.name} ({meta.dataset.train_size} train / "
+        f"{meta.dataset.val_size} validation / {meta.dataset.test_size} test)",
+        f"- Architecture: MLP {' -> '.join(map(str, meta.architecture.sizes))}, "
+        f"{meta.architecture.activation}",
+        f"- Input: {meta.input.shape[0]}x{meta.input.shape[1]} {meta.input.polarity}, "
+        f"pixels x {meta.input.scale:.6g}",
+        f"- Calibration temperature: {meta.temperature:.4f}",
+        f"- Weights SHA-256: `{meta.weights_sha256}`",
+        "",
+        "## Metrics",
+        "",
+        "| metric | value |",
+        "| --- | --- |",
+        f"| test accuracy | {_pct(m.test_accuracy)} |",
+        f"| test loss (calibrated) | {m.test_loss if m.test_loss is None else f'{m.test_loss:.4f}'} |",
+        f"| validation accuracy | {_pct(m.val_accuracy)} |",
+        f"| test ECE (15 bins) before calibration | {_pct(m.ece_before)} |",
+        f"| test ECE (15 bins) after calibration | {_pct(m.ece_after)} |",
+        "",
+    ]
+    if m.per_class_accuracy:
+        lines += ["| class | test accuracy |", "| --- | --- |"]
+        lines += [f"| {label} | {_pct(a)} |" for label, a in zip(meta.labels, m.per_class_accuracy)]
+        lines.append("")
+    lines += ["## Training", ""]
+    if "command" in t:
+        lines += ["```", str(t["command"]), "```", ""]
+    for key in ("seconds", "epochs_run", "best_epoch", "seed", "numpy", "blas_threads"):
+        if key in t:
+            lines.append(f"- {key}: {t[key]}")
+    if "config" in t:
+        lines += ["", "```json", json.dumps(t["config"], indent=2), "```"]
+    lines += ["", "## Data checksums (SHA-256 of decompressed files)", ""]
+    lines += [f"- `{name}`: `{digest}`" for name, digest in meta.dataset.sha256.items()]
+    if plots:
+        lines += ["", "## Plots", "", f"![training curves]({CURVES_PNG})", "",
+                  f"![confusion matrix]({CONFUSION_PNG})"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+"""Shared fixtures: real MNIST when ../shared/datasets is present, synthetic IDX otherwise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.artifact import build_metadata, save_artifact
+from model.data import write_idx
+from model.network import MLP
+from model.store import ARTIFACT_FILE
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+BUNDLED_ARTIFACTS = REPO / "artifacts"
+
+
+def make_synthetic_mnist(directory: Path, n_train: int = 2000, n_test: int = 500, seed: int = 0) -> Path:
+    """Write four gzipped IDX files of a learnable 10-class problem; return the directory.
+
+    Each class is a random 28x28 template; examples are the template with
+    noise and a random one-pixel shift, so a small MLP separates them easily.
+    """
+    rng = np.random.default_rng(seed)
+    templates = (rng.random((10, 28, 28)) < 0.15) * 200.0
+    directory.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = templates[labels] + rng.normal(0, 25, (n, 28, 28))
+        shifts = rng.integers(-1, 2, (n, 2))
+        for i, (dy, dx) in enumerate(shifts):
+            images[i] = np.roll(images[i], (dy, dx), axis=(0, 1))
+        write_idx(directory / f"{split}-images-idx3-ubyte.gz", np.clip(images, 0, 255).astype(np.uint8))
+        write_idx(directory / f"{split}-labels-idx1-ubyte.gz", labels)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def mnist_source(tmp_path_factory) -> tuple[Path, bool]:
+    """Return (directory, is_real): the shared MNIST copy, or synthetic files."""
+    real = SHARED_DATASETS / "mnist"
+    if (real / "train-images-idx3-ubyte.gz").is_file():
+        return real, True
+    return make_synthetic_mnist(tmp_path_factory.mktemp("synthetic-mnist")), False
+
+
+def make_tiny_net(seed: int = 0, hidden: tuple[int, ...] = (16,), k: int = 10) -> MLP:
+    return MLP([784, *hidden, k], np.random.default_rng(seed))
+
+
+def write_tiny_artifact(path: Path, seed: int = 0, name: str = "mnist", labels=None,
+                        temperature: float = 1.0, **metrics) -> Path:
+    """Save a small random network as an artifact at ``path`` (a .npz file)."""
+    net = make_tiny_net(seed)
+    net.temperature = temperature
+    labels = labels or [str(d) for d in range(10)]
+    meta = build_metadata(net, name=name, labels=labels,
+                          dataset={"name": "mnist", "test_size": 10000},
+                          metrics={"test_accuracy": 0.5, **metrics})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_artifact(path, net, meta)
+
+
+@pytest.fixture
+def tiny_artifact(tmp_path) -> Path:
+    return write_tiny_artifact(tmp_path / "artifact" / ARTIFACT_FILE)

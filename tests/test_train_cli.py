@@ -1,0 +1,93 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+import train
+from model.artifact import load_artifact
+from model.store import ArtifactStore
+
+
+@pytest.fixture
+def cli_args(mnist_source, tmp_path):
+    directory, real = mnist_source
+    args = ["--data-dir", str(directory), "--out", str(tmp_path / "artifacts"), "--epochs", "1",
+            "--hidden", "32", "--train-size", "2000", "--val-size", "500", "--quiet",
+            "--batch-size", "32", "--no-augment"]
+    return args + ([] if real else ["--no-verify"])
+
+
+def test_train_publishes_versions_with_model_card(cli_args, tmp_path, capsys):
+    assert train.main(cli_args) == 0
+    out = capsys.readouterr().out
+    assert "published mnist version 1" in out and "ECE" in out and "epoch   1/1" in out
+    version_dir = tmp_path / "artifacts" / "mnist" / "1"
+    assert {p.name for p in version_dir.iterdir()} == {
+        "model.npz", "model-card.json", "model-card.md", "curves.png", "confusion.png"}
+    for png in ("curves.png", "confusion.png"):
+        assert (version_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = json.loads((version_dir / "model-card.json").read_text())
+    assert card["training"]["command"].startswith("python train.py --data-dir")
+    assert len(card["history"]) == 1 and np.array(card["confusion_matrix"]).sum() == 10000
+    assert set(card["dataset"]["sha256"]) == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+    loaded = load_artifact(version_dir / "model.npz")
+    m = loaded.metadata.metrics
+    assert 0.5 < m.test_accuracy <= 1 and m.ece_after is not None and loaded.metadata.temperature > 0
+    assert loaded.metadata.architecture.sizes == [784, 32, 10]
+    assert "![training curves](curves.png)" in (version_dir / "model-card.md").read_text()
+
+    assert train.main(cli_args + ["--seed", "1", "--no-plots"]) == 0
+    store = ArtifactStore(tmp_path / "artifacts", "mnist")
+    assert [v.version for v in store.versions()] == ["1", "2"]  # the first is untouched
+    assert load_artifact(version_dir / "model.npz").metadata == loaded.metadata
+
+    capsys.readouterr()
+    evaluate_args = ["evaluate", str(version_dir)] + cli_args[:2] + (
+        ["--no-verify"] if "--no-verify" in cli_args else [])
+    assert train.main(evaluate_args) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {100 * m.test_accuracy:.2f}%" in out and out.count("(n=") == 10
+
+
+def test_unwritable_out_dir_fails_cleanly(cli_args, tmp_path, capsys):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # works as root too, unlike chmod
+    args = [a if a != str(tmp_path / "artifacts") else str(blocker / "artifacts") for a in cli_args]
+    assert train.main(args + ["--no-plots"]) == 1
+    assert "No version was published" in capsys.readouterr().err
+    assert blocker.read_text() == ""
+
+
+def test_disk_full_leaves_no_partial_version(cli_args, tmp_path, capsys, monkeypatch):
+    import model.artifact
+
+    real_savez = np.savez
+
+    def savez_then_disk_full(f, **arrays):
+        real_savez(f, **arrays)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model.artifact.np, "savez", savez_then_disk_full)
+    assert train.main(cli_args + ["--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "No version was published" in err
+    assert os.listdir(tmp_path / "artifacts" / "mnist") == []
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import model.data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.setattr(model.data, "SYSTEM_DIRS", ())
+    assert train.main(["--data-dir", str(tmp_path / "none"), "--no-download"]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", [["--hidden", "a,b"], ["--epochs", "0"], ["--dataset", "cifar"]])
+def test_bad_flags_exit_with_usage(bad):
+    with pytest.raises(SystemExit) as info:
+        train.main(bad)
+    assert info.value.code == 2

@@ -1,0 +1,97 @@
+import numpy as np
+import pytest
+
+from model.augment import AugmentConfig, Augmenter
+from model.calibration import expected_calibration_error, fit_temperature, nll
+from model.data import load_dataset, split_validation
+from model.losses import softmax
+from model.network import MLP
+from model.training import TrainConfig, evaluate, train
+
+
+@pytest.fixture(scope="module")
+def small_split(mnist_source):
+    directory, real = mnist_source
+    ds = load_dataset("mnist", directory, download=False, verify=real)
+    images, labels = ds.train_images[:4000], ds.train_labels[:4000]
+    return split_validation(images, labels, 1000, seed=0)
+
+
+def run(split, seed, augment=None, epochs=3, dropout=0.0):
+    tri, trl, vai, val = split
+    net = MLP([784, 64, 10], np.random.default_rng(seed), dropout=dropout)
+    config = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, schedule="cosine",
+                         augment=augment, seed=seed)
+    seen = []
+    result = train(net, tri, trl, vai, val, config, on_epoch=seen.append)
+    return net, result, seen
+
+
+def test_short_seeded_run_learns(small_split):
+    net, result, seen = run(small_split, seed=0)
+    assert [s.epoch for s in seen] == [1, 2, 3]
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    loss, accuracy, _ = evaluate(net, small_split[2], small_split[3])
+    assert accuracy >= 0.88 and loss <= 0.45, (accuracy, loss)
+
+
+def test_training_is_bit_for_bit_reproducible(small_split):
+    aug = AugmentConfig(elastic_alpha=1.0)
+    a, _, _ = run(small_split, seed=7, augment=aug, epochs=1, dropout=0.1)
+    b, _, _ = run(small_split, seed=7, augment=aug, epochs=1, dropout=0.1)
+    c, _, _ = run(small_split, seed=8, augment=aug, epochs=1, dropout=0.1)
+    for pa, pb in zip(a.params, b.params):
+        np.testing.assert_array_equal(pa, pb)
+    assert not np.array_equal(a.params[0], c.params[0])
+
+
+def test_keep_best_restores_best_validation_epoch(small_split):
+    net, result, seen = run(small_split, seed=1, epochs=3)
+    best = max(seen, key=lambda s: s.val_accuracy)
+    assert result.best_epoch == best.epoch
+    _, accuracy, _ = evaluate(net, small_split[2], small_split[3])
+    assert accuracy == pytest.approx(best.val_accuracy)
+
+
+def test_augmenter_identity_and_determinism():
+    rng = np.random.default_rng(0)
+    images = (rng.random((5, 28, 28)) * 255).astype(np.uint8)
+    identity = Augmenter(AugmentConfig(0, 0, 0, 0, 0))(images, rng)
+    np.testing.assert_allclose(identity, images, atol=1e-3)
+    aug = Augmenter(AugmentConfig(elastic_alpha=1.5))
+    one = aug(images, np.random.default_rng(3))
+    two = aug(images, np.random.default_rng(3))
+    np.testing.assert_array_equal(one, two)
+    assert one.dtype == np.float32 and one.shape == images.shape
+    assert one.min() >= 0 and one.max() <= 255
+
+
+def test_augmenter_shift_moves_content():
+    image = np.zeros((1, 28, 28), np.uint8)
+    image[0, 10:14, 10:14] = 255
+    shifted = Augmenter(AugmentConfig(0, 0, 0, shift_px=3.0))(image, np.random.default_rng(0))
+    ys, xs = np.nonzero(shifted[0] > 127)
+    assert (ys.mean(), xs.mean()) != pytest.approx((11.5, 11.5), abs=0.5)
+    assert shifted.sum() == pytest.approx(image.sum(dtype=float), rel=0.05)  # content kept
+
+
+def test_temperature_scaling_recovers_known_temperature():
+    rng = np.random.default_rng(0)
+    true_logits = rng.standard_normal((20000, 10)) * 3
+    probs = softmax(true_logits)
+    y = np.array([rng.choice(10, p=p) for p in probs])
+    overconfident = true_logits * 2.5  # a model that is 2.5x too sure
+    T = fit_temperature(overconfident, y)
+    assert T == pytest.approx(2.5, rel=0.05)
+    assert nll(overconfident, y, T) < nll(overconfident, y, 1.0)
+    before = expected_calibration_error(softmax(overconfident), y)
+    after = expected_calibration_error(softmax(overconfident / T), y)
+    assert after < 0.02 < before
+
+
+def test_ece_by_hand():
+    # Two bins used: confidence 0.9 (correct, correct) and 0.6 (wrong).
+    probs = np.array([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6]])
+    y = np.array([0, 0, 0])
+    # bin 0.9: acc 1, conf 0.9 -> 2/3 * 0.1; bin 0.6: acc 0, conf 0.6 -> 1/3 * 0.6
+    assert expected_calibration_error(probs, y) == pytest.approx(2 / 3 * 0.1 + 1 / 3 * 0.6)
