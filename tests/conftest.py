@@ -66,3 +66,70 @@ def write_tiny_artifact(path: Path, seed: int = 0, name: str = "mnist", labels=N
 @pytest.fixture
 def tiny_artifact(tmp_path) -> Path:
     return write_tiny_artifact(tmp_path / "artifact" / ARTIFACT_FILE)
+
+
+# -- service fixtures -------------------------------------------------------------
+
+
+def write_constant_artifact(path: Path, probs, name: str = "mnist", test_accuracy: float = 0.9) -> Path:
+    """Save a network whose output is ``probs`` whatever the input (a known fake).
+
+    All weights are zero and the output bias is log(probs), so softmax gives
+    back ``probs`` exactly (up to float32 rounding) for every image.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    net = MLP([784, 4, len(probs)], None)
+    net.params[-1][...] = np.log(probs).astype(np.float32)
+    meta = build_metadata(net, name=name, labels=[str(i) for i in range(len(probs))],
+                          dataset={"name": "mnist", "test_size": 10000},
+                          metrics={"test_accuracy": test_accuracy})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return save_artifact(path, net, meta)
+
+
+def one_hot_probs(k: int, hot: int = 3, p: float = 0.91) -> list[float]:
+    rest = (1 - p) / (k - 1)
+    return [p if i == hot else rest for i in range(k)]
+
+
+def publish_constant(artifacts: Path, hot: int, name: str = "mnist") -> str:
+    """Publish a constant model that predicts class ``hot``; return its version."""
+    from model.store import ArtifactStore
+
+    store = ArtifactStore(artifacts, name)
+    entry = store.publish(lambda d: write_constant_artifact(d / ARTIFACT_FILE, one_hot_probs(10, hot),
+                                                            name=name))
+    return entry.version
+
+
+@pytest.fixture
+def artifacts_dir(tmp_path) -> Path:
+    """An artifacts directory with version 1 of a constant model predicting 3."""
+    root = tmp_path / "artifacts"
+    publish_constant(root, hot=3)
+    return root
+
+
+@pytest.fixture
+def settings(artifacts_dir):
+    from service.settings import Settings
+
+    return Settings(artifacts_dir=artifacts_dir, admin_token="test-admin-token-0123456789",
+                    access_log=False)
+
+
+def derive(settings, **changes):
+    """Return a validated copy of ``settings`` with ``changes``."""
+    return type(settings)(**{**dict(settings), **changes})
+
+
+@pytest.fixture
+def app(settings):
+    from service import create_app
+
+    return create_app(settings, poll=False)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -1,0 +1,57 @@
+"""gunicorn configuration, the same inside and outside Docker.
+
+    gunicorn --config gunicorn.conf.py "service:create_app()"
+
+Values come from the service's typed ``Settings`` (HOST, PORT, WORKERS, ...),
+so a bad environment stops the master before any worker starts, with one
+line per invalid variable.
+"""
+
+import os
+import shutil
+import sys
+import tempfile
+
+from service.settings import SettingsError, load_settings
+
+try:
+    _settings = load_settings()
+except SettingsError as exc:
+    print(f"mnist-service: {exc}", file=sys.stderr)
+    sys.exit(2)
+
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+timeout = _settings.timeout
+graceful_timeout = 20
+keepalive = 5
+accesslog = None  # the service writes its own JSON access log
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+# Every worker loads the model itself, after the fork: no preload, so each one
+# gets its own poller thread and no thread crosses a fork.
+preload_app = False
+
+# Prometheus multiprocess mode: a fresh directory per master, set before the
+# workers import prometheus_client.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="mnist-metrics-")
+else:
+    _dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(_dir, ignore_errors=True)
+    os.makedirs(_dir, exist_ok=True)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_starting(server):
+    # No server version banner: gunicorn otherwise sends "Server: gunicorn".
+    import gunicorn.http.wsgi
+
+    gunicorn.http.wsgi.SERVER = "mnist-service"

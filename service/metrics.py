@@ -1,0 +1,50 @@
+"""Prometheus collectors, in one place, and the ``/metrics`` view.
+
+Under gunicorn every worker is a process, so the collectors use
+prometheus-client's multiprocess mode: ``gunicorn.conf.py`` points
+``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before any worker imports
+this module, each worker writes its values to memory-mapped files there, and
+``/metrics`` merges them. Without that variable (tests, a bare ``flask run``)
+the ordinary in-process registry is used.
+
+Labels are bounded: the Flask endpoint name (not the raw path), the status
+code, and the model version.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
+                               Histogram, generate_latest, multiprocess)
+
+__all__ = [
+    "ACTIVE_VERSION",
+    "IMAGES",
+    "LATENCY",
+    "MODEL_LOADS",
+    "PREDICTIONS",
+    "REQUESTS",
+    "render",
+]
+
+REQUESTS = Counter("mnist_http_requests_total", "HTTP requests by endpoint, method and status.",
+                   ["endpoint", "method", "status"])
+LATENCY = Histogram("mnist_http_request_duration_seconds", "Request latency by endpoint.",
+                    ["endpoint"],
+                    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+PREDICTIONS = Counter("mnist_predictions_total", "Images classified, by model version.", ["version"])
+IMAGES = Counter("mnist_image_errors_total", "Uploads rejected by preprocessing, by error code.",
+                 ["code"])
+MODEL_LOADS = Counter("mnist_model_loads_total", "Model version loads by result.", ["result"])
+ACTIVE_VERSION = Gauge("mnist_model_active_version", "Version served by each worker process.",
+                       multiprocess_mode="liveall")
+
+
+def render() -> tuple[bytes, str]:
+    """Return the exposition text for every worker, and its content type."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -1,0 +1,163 @@
+"""The OpenAPI 3.1 document of the HTTP API, served at ``/openapi.json``.
+
+Component schemas come from the pydantic models in ``schemas.py`` (so field
+names and types follow the code); paths are listed here, and a test checks
+that every Flask route appears, so a new route without documentation fails.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic.json_schema import models_json_schema
+
+from . import __version__, schemas
+
+__all__ = ["openapi_document"]
+
+_MODELS = [
+    schemas.PredictionResponse, schemas.BatchResponse, schemas.ErrorResponse,
+    schemas.ActivateRequest, schemas.ActivateResponse, schemas.ModelsResponse, schemas.Health,
+    schemas.V2InferRequest, schemas.V2InferResponse, schemas.V2ModelMetadata,
+    schemas.V2ServerMetadata,
+]
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    text = {400: "Bad request", 401: "Missing or invalid token", 403: "Management disabled",
+            404: "Not found", 405: "Method not allowed", 413: "Too large", 415: "Unsupported media type",
+            422: "Valid but unusable", 503: "No model ready"}
+    return {str(c): _json(_ref("ErrorResponse"), text[c]) for c in codes}
+
+
+_IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["image"],
+                       "properties": {"image": {"type": "string", "format": "binary"}}},
+        },
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {
+            "schema": {"type": "object", "required": ["image"],
+                       "properties": {"image": {"type": "string", "contentEncoding": "base64",
+                                                "description": "Base64 bytes or a data: URL"}}},
+        },
+    },
+}
+
+_INCLUDE = {"name": "include", "in": "query", "required": False,
+            "description": "'input' adds the 28x28 image the network saw as a PNG data URL.",
+            "schema": {"type": "string", "enum": ["input"]}}
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+_BEARER = [{"bearer": []}]
+
+
+def _v2_model_paths(suffix: str, params: list) -> dict:
+    return {
+        f"/v2/models/{{name}}{suffix}": {
+            "get": {"tags": ["v2"], "summary": "Model metadata", "operationId": f"v2ModelMetadata{len(params)}",
+                    "parameters": params,
+                    "responses": {"200": _json(_ref("V2ModelMetadata")), **_errors(404, 422, 503)}},
+        },
+        f"/v2/models/{{name}}{suffix}/ready": {
+            "get": {"tags": ["v2"], "summary": "Model readiness", "operationId": f"v2ModelReady{len(params)}",
+                    "parameters": params,
+                    "responses": {"200": _json({"type": "object"}), "503": _json({"type": "object"},
+                                                                                 "Not ready"),
+                                  **_errors(404)}},
+        },
+        f"/v2/models/{{name}}{suffix}/infer": {
+            "post": {
+                "tags": ["v2"], "summary": "Inference on MNIST-shaped tensors",
+                "operationId": f"v2Infer{len(params)}",
+                "description": "JSON tensors, or the binary tensor extension (JSON header of "
+                               "Inference-Header-Content-Length bytes followed by raw tensor bytes).",
+                "parameters": params + [{
+                    "name": "Inference-Header-Content-Length", "in": "header", "required": False,
+                    "schema": {"type": "integer", "minimum": 0}}],
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": _ref("V2InferRequest")},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {"200": {"description": "OK", "content": {
+                    "application/json": {"schema": _ref("V2InferResponse")},
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                    **_errors(400, 404, 413, 415, 422, 503)},
+            },
+        },
+    }
+
+
+@lru_cache(maxsize=1)
+def openapi_document() -> dict:
+    """Return the OpenAPI document (built once per process)."""
+    _, defs = models_json_schema([(m, "serialization") for m in _MODELS],
+                                 ref_template="#/components/schemas/{model}")
+    paths = {
+        "/v1/predict": {"post": {
+            "tags": ["v1"], "summary": "Classify one image", "operationId": "predict",
+            "parameters": [_INCLUDE], "requestBody": _IMAGE_BODY,
+            "responses": {"200": _json(_ref("PredictionResponse")),
+                          **_errors(400, 413, 415, 422, 503)}}},
+        "/v1/predict/batch": {"post": {
+            "tags": ["v1"], "summary": "Classify many images (repeated multipart field 'images')",
+            "operationId": "predictBatch", "parameters": [_INCLUDE],
+            "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                "type": "object", "required": ["images"],
+                "properties": {"images": {"type": "array",
+                                          "items": {"type": "string", "format": "binary"}}}}}}},
+            "responses": {"200": _json(_ref("BatchResponse")), **_errors(400, 413, 415, 503)}}},
+        "/v1/models": {"get": {
+            "tags": ["v1"], "summary": "Active model, available versions, load errors",
+            "operationId": "listModels", "security": [{}, {"bearer": []}],
+            "responses": {"200": _json(_ref("ModelsResponse")), **_errors(401)}}},
+        "/v1/models/active": {"put": {
+            "tags": ["v1"], "summary": "Pin a version ('latest' follows the newest)",
+            "operationId": "activateModel", "security": _BEARER,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("ActivateRequest")}}},
+            "responses": {"200": _json(_ref("ActivateResponse")),
+                          **_errors(400, 401, 403, 404, 422)}}},
+        "/healthz": {"get": {"tags": ["ops"], "summary": "Liveness", "operationId": "healthz",
+                             "responses": {"200": _json(_ref("Health"))}}},
+        "/readyz": {"get": {"tags": ["ops"], "summary": "Readiness", "operationId": "readyz",
+                            "responses": {"200": _json(_ref("Health")),
+                                          "503": _json(_ref("Health"), "Not ready")}}},
+        "/metrics": {"get": {"tags": ["ops"], "summary": "Prometheus metrics", "operationId": "metrics",
+                             "security": [{}, {"bearer": []}],
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                           **_errors(401)}}},
+        "/openapi.json": {"get": {"tags": ["ops"], "summary": "This document", "operationId": "openapi",
+                                  "responses": {"200": _json({"type": "object"})}}},
+        "/v2": {"get": {"tags": ["v2"], "summary": "Server metadata", "operationId": "v2Server",
+                        "responses": {"200": _json(_ref("V2ServerMetadata"))}}},
+        "/v2/health/live": {"get": {"tags": ["v2"], "summary": "Server liveness", "operationId": "v2Live",
+                                    "responses": {"200": _json({"type": "object"})}}},
+        "/v2/health/ready": {"get": {"tags": ["v2"], "summary": "Server readiness",
+                                     "operationId": "v2Ready",
+                                     "responses": {"200": _json({"type": "object"}),
+                                                   "503": _json({"type": "object"}, "Not ready")}}},
+        **_v2_model_paths("", [_NAME]),
+        **_v2_model_paths("/versions/{version}", [_NAME, _VERSION]),
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "mnist-service", "version": __version__,
+                 "description": "Handwritten-digit recognition with a NumPy MLP. Errors share "
+                                "one shape: ErrorResponse."},
+        "paths": paths,
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }

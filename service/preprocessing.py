@@ -1,0 +1,380 @@
+"""Turn an uploaded image into what the network was trained on.
+
+MNIST digits are white ink on black, cropped to the ink, scaled so the longer
+side is 20 pixels (keeping the aspect ratio), and placed in a 28x28 field
+with their centre of mass at pixel (14, 14). Uploads are anything but: phone
+photos of dark ink on uneven paper, browser canvases whose strokes live in
+the alpha channel, scans, inverted or already-MNIST-like images, in many
+modes and formats. This module owns the whole path from bytes to the
+network's input and is the only place with upload-specific steps:
+
+    decode_image(bytes)          -> PIL image (format whitelist, pixel limit,
+                                    first frame, EXIF orientation)
+    normalize_digit(image)       -> uint8 (28, 28), MNIST-style
+    to_input_array(image)        -> float32 (1, 784), scaled by model.data
+
+Every failure is an ``ImageError`` subclass carrying its HTTP status; the
+service turns them into JSON errors. Nothing else escapes for any input.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from struct import error as struct_error
+
+import numpy as np
+from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
+
+from model.data import INPUT_SHAPE, scale_pixels
+
+__all__ = [
+    "ACCEPTED_FORMATS",
+    "BlankImage",
+    "ImageError",
+    "ImageTooLarge",
+    "InvalidImage",
+    "decode_image",
+    "normalize_digit",
+    "preprocess",
+    "to_input_array",
+]
+
+ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+DEFAULT_MAX_PIXELS = 40_000_000
+
+BOX = 20  # MNIST fits the digit in a 20x20 box...
+FIELD = INPUT_SHAPE[0]  # ...inside a 28x28 field
+CENTRE = 14.0  # where MNIST's centres of mass sit (measured: 13.99, 14.01)
+ANALYSIS_SIDE = 512  # larger uploads are reduced to this long side first (speed)
+COMPONENT_SIDE = 64  # resolution of the connected-component speck filter
+MIN_CONTRAST = 24.0  # ink must differ from paper by this much (0..255) or it's blank
+MIN_STROKE_PX = 1.6  # thinner strokes (after scaling to 20 px) are thickened first
+
+# Pillow reads the whole file into memory for some formats; these keep its own
+# guards on. The explicit pixel check in decode_image fires first.
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageError(ValueError):
+    """An upload that cannot become a network input; ``status`` is the HTTP status."""
+
+    status = 400
+    code = "invalid_image"
+
+
+class InvalidImage(ImageError):
+    """Not an image, an unsupported format, or a corrupt or truncated file."""
+
+
+class ImageTooLarge(ImageError):
+    """More pixels than the configured limit (e.g. a decompression bomb)."""
+
+    status = 413
+    code = "image_too_large"
+
+
+class BlankImage(ImageError):
+    """A valid image with no digit in it (uniform, or too little contrast)."""
+
+    status = 422
+    code = "blank_image"
+
+
+# -- decoding -----------------------------------------------------------------
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Return the first frame of the uploaded image, upright and fully loaded.
+
+    Only the formats in ``ACCEPTED_FORMATS`` are tried. The pixel count is
+    checked from the header, before any pixel is decoded. Large JPEGs are
+    decoded at a reduced scale (``draft``), which is far cheaper than
+    decoding every pixel and resizing afterwards.
+
+    Raises
+    ------
+    InvalidImage : empty, unrecognised, unsupported or corrupt data.
+    ImageTooLarge : width x height above ``max_pixels``.
+    """
+    if not data:
+        raise InvalidImage("the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise InvalidImage(f"the image has no pixels ({width}x{height})")
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"the image is {width}x{height} = {width * height:,} pixels; "
+                                f"the limit is {max_pixels:,}")
+        if image.format == "JPEG" and max(width, height) > 2 * ANALYSIS_SIDE:
+            image.draft(image.mode if image.mode in ("RGB", "L") else None,
+                        (ANALYSIS_SIDE, ANALYSIS_SIDE))
+        image.load()  # the first frame only; animated files are never iterated
+        image = _upright(image)
+    except ImageError:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        if isinstance(exc, UnidentifiedImageError):
+            raise InvalidImage("not a supported image; send PNG, JPEG, GIF, BMP, WebP or TIFF") from None
+        raise ImageTooLarge(f"the image has too many pixels ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError, KeyError,
+            struct_error, MemoryError, ZeroDivisionError, RuntimeError) as exc:
+        # Pillow's decoders signal corrupt or truncated data with all of these.
+        raise InvalidImage(f"the image data is corrupt or truncated ({type(exc).__name__})") from None
+    return image
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation tag, ignoring a malformed one."""
+    try:
+        orientation = image.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - malformed EXIF is common and harmless
+        return image
+    if orientation in (2, 3, 4, 5, 6, 7, 8):
+        return ImageOps.exif_transpose(image)
+    return image
+
+
+# -- normalisation ---------------------------------------------------------------
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    """Return the image as float32 luminance in [0, 255], transparency composited.
+
+    Transparent regions are composited onto whichever of black or white
+    contrasts with the opaque pixels, so a canvas drawing in black (or any
+    colour) on transparency keeps its strokes visible.
+    """
+    mode = image.mode
+    if mode == "P" or (mode in ("RGB", "L") and "transparency" in image.info):
+        image = image.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = image.convert("RGBA") if mode != "LA" else image
+        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) * (1.0 / 255.0)
+        gray = np.asarray(rgba.convert("L") if mode != "LA" else rgba.getchannel("L"), dtype=np.float32)
+        if alpha.min() < 0.98:
+            opaque = alpha > 0.5
+            ink = float(gray[opaque].mean()) if opaque.any() else 0.0
+            background = 255.0 if ink < 128.0 else 0.0
+            return gray * alpha + background * (1.0 - alpha)
+        return gray
+    if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        lo, hi = float(values.min()), float(values.max())
+        if hi > 255.0 or lo < 0.0:  # wider than 8 bits: stretch linearly, don't clip
+            return (values - lo) * (255.0 / max(hi - lo, 1e-6))
+        return values
+    if mode != "L":
+        image = image.convert("RGB").convert("L") if mode not in ("RGB", "1") else image.convert("L")
+    return np.asarray(image, dtype=np.float32)
+
+
+def _reduce(gray: np.ndarray, side: int) -> np.ndarray:
+    """Return ``gray`` area-averaged so its longer side is at most ``side``."""
+    h, w = gray.shape
+    if max(h, w) <= side:
+        return gray
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.BOX), dtype=np.float32)
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    """Return the pixels of the outer frame (about 4% of each side, at least 1 px)."""
+    h, w = gray.shape
+    by, bx = max(1, h // 25), max(1, w // 25)
+    return np.concatenate([gray[:by].ravel(), gray[-by:].ravel(),
+                           gray[by:-by, :bx].ravel(), gray[by:-by, -bx:].ravel()])
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Return Otsu's threshold of values in [0, 255] (maximises between-class variance)."""
+    hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+    levels = np.arange(256, dtype=np.float64)
+    weight0 = np.cumsum(hist)
+    weight1 = weight0[-1] - weight0
+    mean0 = np.cumsum(hist * levels)
+    total = mean0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total * weight0 / weight0[-1] - mean0) ** 2 / (weight0 * weight1)
+    between[~np.isfinite(between)] = 0.0
+    return float(np.argmax(between)) + 0.5
+
+
+def _ink(gray: np.ndarray) -> np.ndarray:
+    """Return ink intensity in [0, 255]: bright ink on a zero background.
+
+    Which side is ink: the background dominates the image's outer frame. If
+    the frame is brighter than the middle of the image's range, the ink is
+    dark and the image is inverted. Uneven illumination (a photo's shadow or
+    vignette) is flattened by subtracting a smooth background estimate: a
+    morphological opening at low resolution removes the thin strokes and
+    keeps the slowly varying paper.
+    """
+    lo, hi = np.percentile(gray, (1, 99))
+    border = _border(gray)
+    if np.median(border) > (lo + hi) / 2:
+        gray = 255.0 - gray
+        border = 255.0 - border
+    b_lo, b_hi = np.percentile(border, (5, 95))
+    if b_hi - b_lo > MIN_CONTRAST and min(gray.shape) >= 32:
+        background = _smooth_background(gray)
+    else:
+        background = float(np.median(border))
+    return np.maximum(gray - background, 0.0)
+
+
+def _smooth_background(gray: np.ndarray) -> np.ndarray:
+    h, w = gray.shape
+    small = Image.fromarray(gray, mode="F").resize(
+        (max(8, w * 48 // max(h, w)), max(8, h * 48 // max(h, w))), Image.BOX).convert("L")
+    opened = small.filter(ImageFilter.MinFilter(9)).filter(ImageFilter.MaxFilter(9))
+    smooth = opened.filter(ImageFilter.GaussianBlur(3)).resize((w, h), Image.BILINEAR)
+    return np.asarray(smooth, dtype=np.float32)
+
+
+def _label_components(mask: np.ndarray) -> np.ndarray:
+    """Return 8-connected component labels of a boolean mask (0 = background).
+
+    Labels propagate as the minimum over each pixel's neighbourhood until
+    nothing changes; at COMPONENT_SIDE resolution that takes a few dozen
+    vectorised steps.
+    """
+    h, w = mask.shape
+    big = np.int32(h * w + 1)
+    labels = np.where(mask, np.arange(1, h * w + 1, dtype=np.int32).reshape(h, w), big)
+    padded = np.full((h + 2, w + 2), big, dtype=np.int32)
+    for _ in range(h * w):
+        padded[1:-1, 1:-1] = labels
+        neighbours = np.minimum.reduce([padded[y:y + h, x:x + w] for y in range(3) for x in range(3)])
+        new = np.where(mask, neighbours, big)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return np.where(mask, labels, 0)
+
+
+def _digit_box(ink: np.ndarray) -> tuple[int, int, int, int]:
+    """Return (top, bottom, left, right) bounds of the digit, specks ignored.
+
+    Ink is thresholded (Otsu); at low resolution, connected pieces smaller
+    than 8% of the largest one are dropped as dust or noise, unless they lie
+    inside the main digit's box (the dot of a broken stroke). The box is then
+    refined at full resolution to include the faint anti-aliased edges.
+    """
+    threshold = _otsu(ink)
+    mask = ink > threshold
+    h, w = mask.shape
+    keep = mask
+    if max(h, w) > 40:
+        factor = max(1, int(np.ceil(max(h, w) / COMPONENT_SIDE)))
+        ph, pw = -(-h // factor) * factor, -(-w // factor) * factor
+        padded = np.zeros((ph, pw), bool)
+        padded[:h, :w] = mask
+        small = padded.reshape(ph // factor, factor, pw // factor, factor).any(axis=(1, 3))
+        labels = _label_components(small)
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        if sizes.max() > 0:
+            big_ones = np.nonzero(sizes >= 0.08 * sizes.max())[0]
+            small_keep = np.isin(labels, big_ones)
+            ys, xs = np.nonzero(small_keep)
+            # Everything inside the kept pieces' box stays (broken strokes, dots).
+            t, b, l, r = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+            region = np.zeros_like(small)
+            region[t:b, l:r] = True
+            full = np.repeat(np.repeat(region, factor, axis=0), factor, axis=1)[:h, :w]
+            keep = mask & full
+    ys = np.nonzero(keep.any(axis=1))[0]
+    xs = np.nonzero(keep.any(axis=0))[0]
+    top, bottom, left, right = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    # Grow the box to the faint edge pixels around the thresholded ink.
+    faint = ink > 0.25 * threshold
+    pad = max(1, int(round(0.02 * max(bottom - top, right - left))))
+    t0, b0 = max(0, top - pad), min(h, bottom + pad)
+    l0, r0 = max(0, left - pad), min(w, right + pad)
+    window = faint[t0:b0, l0:r0]
+    ys = np.nonzero(window.any(axis=1))[0]
+    xs = np.nonzero(window.any(axis=0))[0]
+    return t0 + ys[0], t0 + ys[-1] + 1, l0 + xs[0], l0 + xs[-1] + 1
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Return the mean stroke width of a binary drawing, ~ 2 * area / perimeter."""
+    area = float(mask.sum())
+    edges = (np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
+    edges += np.count_nonzero(mask[0]) + np.count_nonzero(mask[-1])
+    edges += np.count_nonzero(mask[:, 0]) + np.count_nonzero(mask[:, -1])
+    return 2.0 * area / max(edges, 1)
+
+
+def normalize_digit(image: Image.Image) -> np.ndarray:
+    """Return the digit as MNIST would store it: uint8 (28, 28), white on black.
+
+    Steps: grayscale with transparency composited; reduce large images;
+    decide the ink side and flatten the background; crop to the digit
+    (specks ignored); thicken strokes that would shrink below ~1.6 px;
+    scale so the longer side is 20 px with area averaging; place in a 28x28
+    field with the centre of mass at (14, 14); stretch the contrast so the
+    strokes reach full intensity.
+
+    Raises
+    ------
+    BlankImage : no ink that differs from the background.
+    """
+    gray = _reduce(_to_gray(image), ANALYSIS_SIDE)
+    ink = _ink(gray)
+    if ink.max() < MIN_CONTRAST:
+        raise BlankImage("no digit found: the image is blank or has too little contrast")
+    top, bottom, left, right = _digit_box(ink)
+    crop = ink[top:bottom, left:right]
+    h, w = crop.shape
+    scale = BOX / max(h, w)
+
+    # Scale the ink so strokes sit at full intensity: their typical level -> 255.
+    threshold = _otsu(crop)
+    strokes = crop[crop > threshold]
+    level = float(np.percentile(strokes, 60)) if strokes.size else float(crop.max())
+    crop = np.clip(crop * (255.0 / max(level, 1e-3)), 0.0, 255.0)
+
+    if scale < 1.0:
+        width = _stroke_width(crop > 127.0)
+        if width * scale < MIN_STROKE_PX:
+            # A fine pen on a big image would fade to a hairline; thicken it first.
+            k = int(np.ceil(MIN_STROKE_PX / scale - width)) | 1
+            crop = np.asarray(Image.fromarray(crop, mode="F").filter(ImageFilter.MaxFilter(min(k, 15))),
+                              dtype=np.float32)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resample = Image.BOX if scale < 1.0 else Image.BILINEAR
+    small = np.asarray(Image.fromarray(crop, mode="F").resize((new_w, new_h), resample), dtype=np.float32)
+    return _centre(small)
+
+
+def _centre(digit: np.ndarray) -> np.ndarray:
+    """Return a 28x28 uint8 field with ``digit`` placed so its centre of mass is at (14, 14)."""
+    h, w = digit.shape
+    mass = digit.sum()
+    ys = np.arange(h, dtype=np.float32)
+    xs = np.arange(w, dtype=np.float32)
+    cy = float(digit.sum(axis=1) @ ys / mass)
+    cx = float(digit.sum(axis=0) @ xs / mass)
+    top = int(np.clip(round(CENTRE - cy), 0, FIELD - h))
+    left = int(np.clip(round(CENTRE - cx), 0, FIELD - w))
+    field = np.zeros(INPUT_SHAPE, dtype=np.float32)
+    field[top:top + h, left:left + w] = digit
+    return np.clip(field + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_input_array(image: Image.Image) -> np.ndarray:
+    """Return the network input for ``image``: float32 (1, 784), scaled as in training."""
+    return scale_pixels(normalize_digit(image)[None])
+
+
+def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Return the MNIST-style uint8 (28, 28) digit for uploaded bytes (decode + normalise)."""
+    return normalize_digit(decode_image(data, max_pixels))

@@ -1,0 +1,74 @@
+"""Per-request bookkeeping: request id, access log line, metrics, response headers.
+
+``before_request`` takes the caller's ``X-Request-ID`` (if it is a sane token)
+or makes one; ``after_request`` returns it, names the model version that
+answered (``X-Model-Version``), adds the security headers an API should send,
+applies CORS when configured, records the Prometheus metrics and writes one
+JSON access-log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, current_app, g, request
+
+from . import metrics
+
+__all__ = ["init_app"]
+
+access_log = logging.getLogger("service.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+API_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _start() -> None:
+    g.start = time.perf_counter()
+    incoming = request.headers.get("X-Request-ID", "")
+    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def _finish(response):
+    settings = current_app.config["SETTINGS"]
+    elapsed = time.perf_counter() - g.get("start", time.perf_counter())
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    headers = response.headers
+    headers["X-Request-ID"] = request_id
+    version = g.get("model_version")
+    if version is not None:
+        headers["X-Model-Version"] = version
+    for key, value in API_HEADERS.items():
+        headers.setdefault(key, value)
+    origins = settings.cors_origin_list
+    origin = request.headers.get("Origin")
+    if origins and origin and (origin in origins or "*" in origins):
+        headers["Access-Control-Allow-Origin"] = origin if "*" not in origins else "*"
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-ID"
+        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
+        headers["Access-Control-Expose-Headers"] = "X-Request-ID, X-Model-Version"
+        headers["Vary"] = "Origin"
+    endpoint = request.endpoint or "unmatched"
+    status = response.status_code
+    metrics.REQUESTS.labels(endpoint=endpoint, method=request.method, status=str(status)).inc()
+    metrics.LATENCY.labels(endpoint=endpoint).observe(elapsed)
+    if settings.access_log:
+        access_log.info("request", extra={
+            "request_id": request_id, "method": request.method, "path": request.path,
+            "endpoint": endpoint, "status": status, "latency_ms": round(1000 * elapsed, 3),
+            "model_version": version, "bytes_in": request.content_length,
+        })
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_start)
+    app.after_request(_finish)

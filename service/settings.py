@@ -1,0 +1,95 @@
+"""Service configuration: one typed object, read from environment variables.
+
+Variable names are unprefixed (``PORT``, ``ADMIN_TOKEN``, ...) because they
+are what operators, the Dockerfile and the compose file set. Every field is
+validated when the service starts; a bad value stops it with a message that
+names the variable. README.md lists them all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "SettingsError", "load_settings"]
+
+
+class SettingsError(RuntimeError):
+    """The environment holds an invalid setting."""
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told, with defaults that run out of the box."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore",
+                                      frozen=True)
+
+    host: str = Field("0.0.0.0", description="Address gunicorn binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="TCP port gunicorn binds to.")
+    workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
+    threads: int = Field(4, ge=1, le=64, description="Threads per worker (gthread worker class).")
+    artifacts_dir: Path = Field(Path("artifacts"), description="Root of the versioned artifacts.")
+    model_name: str = Field("mnist", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+                            description="Model served: the sub-directory of ARTIFACTS_DIR.")
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token for management endpoints; unset disables them (403).")
+    read_token: SecretStr | None = Field(
+        None, description="If set, reading /v1/models and /metrics needs this or the admin token.")
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024**3,
+                                  description="Largest request body accepted (413 above).")
+    max_image_pixels: int = Field(40_000_000, ge=784, le=500_000_000,
+                                  description="Largest decoded image, width x height (413 above).")
+    max_batch_images: int = Field(256, ge=1, le=10_000,
+                                  description="Most images in one /v1/predict/batch request.")
+    max_tensor_batch: int = Field(4096, ge=1, le=1_000_000,
+                                  description="Largest N in a V2 infer request.")
+    poll_interval: float = Field(2.0, gt=0, le=3600,
+                                 description="Seconds between looks for new or pinned versions.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
+    access_log: bool = Field(True, description="One JSON line per request.")
+    cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = off.")
+    timeout: int = Field(30, ge=1, le=3600, description="gunicorn worker timeout, seconds.")
+
+    @field_validator("admin_token", "read_token")
+    @classmethod
+    def _strong_token(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is None or token.get_secret_value() == "":
+            return None
+        if len(token.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (or unset)")
+        return token
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def model_dir(self) -> Path:
+        return self.artifacts_dir / self.model_name
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+
+def load_settings(**overrides) -> Settings:
+    """Return settings from the environment (and ``overrides``).
+
+    Raises
+    ------
+    SettingsError : with one line per invalid variable, naming it.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            value = error.get("input")
+            shown = "" if "token" in name.lower() else f" (got {value!r})"
+            lines.append(f"  {name}: {error['msg']}{shown}")
+        raise SettingsError("invalid configuration:\n" + "\n".join(lines)) from None

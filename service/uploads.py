@@ -1,0 +1,83 @@
+"""Reading images out of HTTP requests.
+
+``/v1/predict`` takes one image three ways: multipart/form-data with the file
+in field ``image``; a raw body with an ``image/*`` content type; or JSON
+``{"image": "<base64>"}`` (a ``data:image/...;base64,`` URL also works).
+``/v1/predict/batch`` takes many files in the repeated multipart field
+``images``. Anything else is a 400 or 415 that says what to send instead.
+Body size is capped by Flask's ``MAX_CONTENT_LENGTH`` (413 before reading).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import orjson
+from flask import Request
+
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+
+__all__ = ["parse_json", "read_batch", "read_image"]
+
+HOW_TO_SEND = ("send multipart/form-data with the file in field 'image', a raw body with an "
+               "image/* Content-Type, or JSON {\"image\": \"<base64>\"}")
+
+
+def parse_json(request: Request) -> object:
+    """Return the request body parsed as JSON (400 when it is not valid JSON)."""
+    try:
+        return orjson.loads(request.get_data(cache=False))
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def _decode_base64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise BadRequest("'image' must be a base64 string")
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise BadRequest("a data URL in 'image' must be base64-encoded")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("'image' is not valid base64") from None
+
+
+def read_image(request: Request) -> tuple[bytes, str | None]:
+    """Return (image bytes, filename or None) of the single image in ``request``."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        files = request.files.getlist("image")
+        if not files:
+            fields = sorted(set(request.files) | set(request.form))
+            raise BadRequest(f"no file in multipart field 'image' (fields sent: {fields}); {HOW_TO_SEND}")
+        if len(files) > 1:
+            raise BadRequest("send one file in field 'image'; use /v1/predict/batch for several")
+        return files[0].read(), files[0].filename
+    if mimetype.startswith("image/"):
+        return request.get_data(cache=False), None
+    if mimetype == "application/json" or mimetype.endswith("+json"):
+        body = parse_json(request)
+        if not isinstance(body, dict) or "image" not in body:
+            raise BadRequest("JSON bodies must be an object with a base64 'image' field")
+        return _decode_base64(body["image"]), None
+    if not mimetype:
+        raise BadRequest(f"no Content-Type; {HOW_TO_SEND}")
+    raise UnsupportedMediaType(f"unsupported Content-Type {mimetype!r}; {HOW_TO_SEND}")
+
+
+def read_batch(request: Request, max_images: int) -> list[tuple[bytes, str | None]]:
+    """Return [(bytes, filename)] of the files in the repeated multipart field ``images``."""
+    if request.mimetype != "multipart/form-data":
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {request.mimetype or 'none'!r}; send multipart/form-data "
+            "with the files in the repeated field 'images'")
+    files = request.files.getlist("images")
+    if not files:
+        fields = sorted(set(request.files) | set(request.form))
+        raise BadRequest(f"no files in multipart field 'images' (fields sent: {fields})")
+    if len(files) > max_images:
+        raise PayloadTooLarge(f"{len(files)} images in one batch; the limit is {max_images}")
+    return [(f.read(), f.filename) for f in files]

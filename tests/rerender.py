@@ -1,0 +1,744 @@
+"""Realistic "real-world upload" renderings of MNIST digits, for testing upload preprocessing.
+
+This module owns turning a 28x28 MNIST test digit (white ink on black) into the
+encoded files a user might really upload: enlarged off-centre screenshots, ink
+on paper photographed by a phone (with or without an EXIF rotation), browser
+canvas exports with the ink in the alpha channel, palette GIFs, 16-bit and CMYK
+files, BMP/WebP/TIFF, thick and thin strokes, dusty scans. ``KINDS`` names every
+kind; ``rerender`` makes one file and ``rerender_set`` a deterministic batch.
+
+It does not own the preprocessing that is meant to undo all this (the service
+does): tests feed these bytes to it and check that it recovers an MNIST-like
+input. Every rendering stays legible to a human; to look at some, run
+
+    python tests/rerender.py OUTDIR [--n 5] [--seed 0] [--preview]
+
+which first runs ``_self_check`` (asserts that each kind really carries its
+feature: format, mode, EXIF tag, transparency, bit depth, placement, and that
+the digit is where and which way up it should be), then writes the samples.
+
+Depends only on numpy and Pillow; the CLI alone loads MNIST through ``model.data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+__all__ = ["KINDS", "rerender", "rerender_set"]
+
+# Uploads are capped around here by the service, so every rendering must stay below it.
+MAX_BYTES = 1_000_000
+
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/bmp": "bmp",
+               "image/webp": "webp", "image/tiff": "tif"}
+
+_ORIENTATION_TAG = 0x0112
+# How to *store* an upright picture for each EXIF Orientation value, so that a reader applying the
+# tag turns it upright again. Readers (ImageOps.exif_transpose) apply 3 -> ROTATE_180,
+# 6 -> ROTATE_270 (90 deg clockwise), 8 -> ROTATE_90 (90 deg counter-clockwise); storing needs the
+# inverse of each. _self_check asserts the round trip.
+_STORE_FOR_ORIENTATION = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+                          8: Image.Transpose.ROTATE_270}
+
+# Dark colours a canvas app or a pen might use; all have luminance well below 128.
+_DARK_COLOURS = ((20, 40, 140), (0, 0, 110), (0, 90, 30), (140, 0, 30), (80, 20, 120), (40, 40, 40))
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass
+class _Rendering:
+    """One encoded rendering plus what the self-check needs to know about it."""
+
+    data: bytes
+    mime: str
+    # Where the digit's 28x28 frame lies in the upright picture: (left, top, right, bottom) in
+    # pixels. For photos it is the frame tilted by extra["angle"] degrees and the box round that.
+    box: Box
+    # How the ink shows in the upright picture: "bright" (light on dark), "dark" (dark on light),
+    # or "alpha" (ink is the alpha channel, colour carries nothing).
+    ink: str
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Geometry and colour helpers
+
+
+def _pick(rng: np.random.Generator, options: Sequence):
+    """Return one of ``options``, chosen uniformly (rng.choice would turn tuples into arrays)."""
+    return options[int(rng.integers(len(options)))]
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """Return the smoothstep of ``x`` clipped to 0..1 (a soft threshold)."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def _ink(digit: np.ndarray, size: int, rng: np.random.Generator, *, crisp: bool = False) -> np.ndarray:
+    """Return the digit's ink coverage (float32 0..1, 1 = ink) upscaled to ``size`` x ``size``."""
+    resample = _pick(rng, (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR))
+    ink = np.asarray(Image.fromarray(digit).resize((size, size), resample), np.float32) / 255.0
+    if crisp:
+        # A 28 px digit blown up 10x has edges smeared over ~20 px, but real ink (a pen, a canvas
+        # stroke) has sharp edges: steepen the ramp around half coverage, which keeps stroke width.
+        ink = _smoothstep((ink - 0.25) / 0.5)
+    return ink
+
+
+def _rotate(ink: np.ndarray, degrees: float) -> np.ndarray:
+    """Return ``ink`` rotated counter-clockwise by ``degrees``, enlarged so no ink is cut off."""
+    rotated = Image.fromarray(ink.astype(np.float32)).rotate(
+        degrees, Image.Resampling.BICUBIC, expand=True, fillcolor=0.0)
+    return np.clip(np.asarray(rotated, np.float32), 0.0, 1.0)
+
+
+def _morph(ink: np.ndarray, filter_cls: type[ImageFilter.RankFilter], radius: int) -> np.ndarray:
+    """Return ``ink`` dilated (MaxFilter) or eroded (MinFilter) by a square of ``radius`` pixels."""
+    img = Image.fromarray(np.round(ink * 255).astype(np.uint8))
+    # ``radius`` 3x3 passes equal one (2*radius+1)-wide pass (square structuring elements compose)
+    # but cost 9*radius instead of (2*radius+1)**2 per pixel.
+    for _ in range(radius):
+        img = img.filter(filter_cls(3))
+    return np.asarray(img, np.float32) / 255.0
+
+
+def _offset(free: int, rng: np.random.Generator) -> int:
+    """Return a position in 0..free that is clearly off the middle (5-35% of ``free`` from one end)."""
+    u = rng.uniform(0.05, 0.35)
+    return round(free * (u if rng.random() < 0.5 else 1.0 - u))
+
+
+def _canvas_shape(h: int, w: int, rng: np.random.Generator, margin: tuple[float, float]) -> tuple[int, int]:
+    """Return a non-square (height, width) leaving a random ``margin`` (fraction of the patch) of space."""
+    while True:
+        height = h + round(h * rng.uniform(*margin))
+        width = w + round(w * rng.uniform(*margin))
+        if max(height, width) >= 1.15 * min(height, width):
+            return height, width
+
+
+def _place(ink: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, Box]:
+    """Return a ``shape`` canvas with ``ink`` placed off-centre on it, and the box it occupies."""
+    (height, width), (h, w) = shape, ink.shape
+    y0, x0 = _offset(height - h, rng), _offset(width - w, rng)
+    canvas = np.zeros(shape, np.float32)
+    canvas[y0:y0 + h, x0:x0 + w] = ink
+    return canvas, (x0, y0, x0 + w, y0 + h)
+
+
+def _placed(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, int],
+            margin: tuple[float, float], *, crisp: bool) -> tuple[np.ndarray, Box]:
+    """Return the digit upscaled to a random size in ``size`` and placed off-centre on a random canvas."""
+    box = int(rng.integers(size[0], size[1] + 1))
+    ink = _ink(digit, box, rng, crisp=crisp)
+    return _place(ink, _canvas_shape(box, box, rng, margin), rng)
+
+
+def _paper(rng: np.random.Generator) -> np.ndarray:
+    """Return a light, slightly warm paper colour (float RGB)."""
+    base = rng.uniform(220.0, 248.0)
+    # Paper (and indoor light) is never neutral: a little less blue than red, i.e. warm.
+    tint = np.array([rng.uniform(0, 6), rng.uniform(-4, 3), -rng.uniform(6, 20)])
+    return np.clip(base + tint, 0.0, 255.0)
+
+
+def _pen(rng: np.random.Generator) -> np.ndarray:
+    """Return a dark, never pure black, ink colour (float RGB): blue ballpoint, black-ish or pencil grey."""
+    kind = rng.integers(3)
+    if kind == 0:  # blue ballpoint
+        colour = np.array([rng.uniform(15, 45), rng.uniform(25, 55), rng.uniform(90, 140)])
+    elif kind == 1:  # black felt tip, which photographs dark grey
+        colour = np.full(3, rng.uniform(20, 45)) + rng.uniform(-5, 5, 3)
+    else:  # pencil / worn marker
+        colour = np.full(3, rng.uniform(50, 80)) + rng.uniform(-4, 4, 3)
+    return np.clip(colour, 0.0, 255.0)
+
+
+def _compose(coverage: np.ndarray, paper: np.ndarray, pen: np.ndarray) -> np.ndarray:
+    """Return float RGB of ``pen`` ink laid over ``paper`` with the given per-pixel coverage."""
+    a = coverage[..., None]
+    return paper * (1.0 - a) + pen * a
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+    """Return ``x`` rounded and clipped to uint8."""
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def _dark_on_light(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, int] = (112, 320),
+                   margin: tuple[float, float] = (0.3, 1.2)) -> tuple[np.ndarray, Box]:
+    """Return a uint8 RGB picture of the digit in dark ink on light paper, off-centre, and its box."""
+    coverage, box = _placed(digit, rng, size, margin, crisp=bool(rng.random() < 0.7))
+    return _to_uint8(_compose(coverage, _paper(rng), _pen(rng))), box
+
+
+def _encode(img: Image.Image, fmt: str, **params) -> bytes:
+    """Return ``img`` encoded in ``fmt`` with Pillow's ``params``."""
+    buf = io.BytesIO()
+    img.save(buf, fmt, **params)
+    return buf.getvalue()
+
+
+def _photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, Box, float]:
+    """Return an upright RGB "phone photo" of the digit on paper, the digit's box, and its tilt in degrees."""
+    long_side = int(rng.integers(400, 1201))
+    short_side = round(long_side / _pick(rng, (4 / 3, 3 / 2, 16 / 9)))
+    height, width = (long_side, short_side) if rng.random() < 0.5 else (short_side, long_side)
+    # People frame the digit loosely but it still fills a good part of the shot.
+    ink = _ink(digit, round(short_side * rng.uniform(0.45, 0.75)), rng, crisp=True)
+    ink *= rng.uniform(0.85, 1.0)  # pen pressure: ink never covers paper completely
+    angle = rng.uniform(-7.0, 7.0)
+    ink = _rotate(ink, angle)  # the page is never square to the camera
+    coverage, box = _place(ink, (height, width), rng)
+    rgb = _compose(coverage, _paper(rng), _pen(rng))
+
+    # Uneven light: a linear fall-off in a random direction plus a vignette round a random centre,
+    # normalised so the paper's brightness varies by 30-40% across the frame.
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    xx, yy = (2 * xx - width) / long_side, (2 * yy - height) / long_side
+    theta = rng.uniform(0.0, 2 * np.pi)
+    gradient = xx * np.cos(theta) + yy * np.sin(theta)
+    cx, cy = rng.uniform(-0.4, 0.4, 2)
+    vignette = (xx - cx) ** 2 + (yy - cy) ** 2
+    mix = rng.uniform(0.3, 0.8)
+    shade = mix * (gradient - gradient.min()) / np.ptp(gradient) + (1 - mix) * vignette / vignette.max()
+    shade = (shade - shade.min()) / np.ptp(shade)
+    rgb *= (1.0 - rng.uniform(0.30, 0.40) * shade)[..., None]
+
+    # A slightly soft lens, then sensor noise (added after the blur, as in a camera).
+    img = Image.fromarray(_to_uint8(rgb)).filter(
+        ImageFilter.GaussianBlur(rng.uniform(0.5, 1.3) * long_side / 800))
+    noisy = np.asarray(img, np.float32) + rng.normal(0.0, rng.uniform(2.0, 5.0), (height, width, 3))
+    return Image.fromarray(_to_uint8(noisy)), box, angle
+
+
+# --------------------------------------------------------------------------------------------------
+# The kinds. Each returns a _Rendering; the registry at the end defines KINDS and their order.
+
+
+def _mnist_png(digit, rng):
+    """Return the 28x28 digit as an unchanged grayscale PNG."""
+    return _Rendering(_encode(Image.fromarray(digit), "PNG"), "image/png", (0, 0, 28, 28), "bright")
+
+
+def _upscaled_png(digit, rng):
+    """Return the digit white on black, enlarged and off-centre on a non-square canvas, L or RGB PNG."""
+    coverage, box = _placed(digit, rng, (112, 400), (0.3, 1.5), crisp=False)
+    img = Image.fromarray(_to_uint8(coverage * 255))
+    if rng.random() < 0.5:  # a screenshot is RGB even when it is gray
+        img = img.convert("RGB")
+    return _Rendering(_encode(img, "PNG"), "image/png", box, "bright", {"mode": img.mode})
+
+
+def _inverted_png(digit, rng):
+    """Return the digit black on white (255 - x), enlarged and off-centre, L or RGB PNG."""
+    coverage, box = _placed(digit, rng, (112, 400), (0.3, 1.5), crisp=False)
+    img = Image.fromarray(_to_uint8(255 - coverage * 255))
+    if rng.random() < 0.5:
+        img = img.convert("RGB")
+    return _Rendering(_encode(img, "PNG"), "image/png", box, "dark", {"mode": img.mode})
+
+
+def _photo_jpeg(digit, rng):
+    """Return a phone photo of the digit on paper as an RGB JPEG (upright pixels)."""
+    img, box, angle = _photo(digit, rng)
+    params = {"quality": int(rng.integers(60, 91))}
+    if rng.random() < 0.5:
+        # Phones write Orientation even when it is 1 (upright); readers must cope with the identity.
+        exif = Image.Exif()
+        exif[_ORIENTATION_TAG] = 1
+        params["exif"] = exif
+    return _Rendering(_encode(img, "JPEG", **params), "image/jpeg", box, "dark", {"angle": angle})
+
+
+def _photo_exif_jpeg(digit, rng):
+    """Return a phone photo stored rotated, with the EXIF Orientation (3, 6 or 8) that undoes it."""
+    upright, box, angle = _photo(digit, rng)
+    orientation = _pick(rng, (3, 6, 8))
+    exif = Image.Exif()
+    exif[_ORIENTATION_TAG] = orientation
+    stored = upright.transpose(_STORE_FOR_ORIENTATION[orientation])
+    data = _encode(stored, "JPEG", quality=int(rng.integers(60, 91)), exif=exif)
+    return _Rendering(data, "image/jpeg", box, "dark",
+                      {"orientation": orientation, "upright": upright, "angle": angle})
+
+
+def _canvas_geometry(digit, rng):
+    """Return (coverage 280x280, box) for a digit drawn on a 280x280 browser canvas."""
+    # People draw big and roughly, not exactly, in the middle of a drawing pad.
+    size = int(rng.integers(180, 281))
+    ink = _ink(digit, size, rng, crisp=True)
+    x0, y0 = (int(v) for v in rng.integers(0, 280 - size + 1, 2))
+    coverage = np.zeros((280, 280), np.float32)
+    coverage[y0:y0 + size, x0:x0 + size] = ink
+    return coverage, (x0, y0, x0 + size, y0 + size)
+
+
+def _canvas_png(digit, rng):
+    """Return a 280x280 RGBA canvas export: transparent background, the ink only in the alpha channel."""
+    coverage, box = _canvas_geometry(digit, rng)
+    colour = (0, 0, 0) if rng.random() < 0.5 else _pick(rng, _DARK_COLOURS)
+    alpha = _to_uint8(coverage * 255)
+    rgba = np.zeros((280, 280, 4), np.uint8)
+    # Like canvas.toDataURL(): un-premultiplied stroke colour wherever there is any ink, and
+    # (0, 0, 0, 0) elsewhere, so dropping alpha leaves a black (or all-dark) picture.
+    rgba[alpha > 0, :3] = colour
+    rgba[..., 3] = alpha
+    img = Image.fromarray(rgba)
+    return _Rendering(_encode(img, "PNG"), "image/png", box, "alpha", {"colour": colour})
+
+
+def _canvas_white_bg_png(digit, rng):
+    """Return a 280x280 RGBA canvas that was filled white first: opaque everywhere, black strokes."""
+    coverage, box = _canvas_geometry(digit, rng)
+    rgba = np.full((280, 280, 4), 255, np.uint8)
+    rgba[..., :3] = _to_uint8(255 * (1 - coverage))[..., None]
+    return _Rendering(_encode(Image.fromarray(rgba), "PNG"), "image/png", box, "dark")
+
+
+def _to_palette(rgb: np.ndarray, rng: np.random.Generator, adaptive: bool, colours: int) -> Image.Image:
+    """Return ``rgb`` as a mode "P" image, adaptive palette or dithered web palette."""
+    img = Image.fromarray(rgb)
+    if adaptive:
+        return img.convert("P", palette=Image.Palette.ADAPTIVE, colors=colours)
+    return img.convert("P", palette=Image.Palette.WEB, dither=Image.Dither.FLOYDSTEINBERG)
+
+
+def _palette_gif(digit, rng):
+    """Return the digit dark on light as a palette GIF, sometimes animated with the digit first."""
+    rgb, box = _dark_on_light(digit, rng)
+    adaptive, colours = bool(rng.random() < 0.7), int(_pick(rng, (16, 64, 256)))
+    first = _to_palette(rgb, rng, adaptive, colours)
+    blank = np.broadcast_to(rgb[0, 0], rgb.shape).copy()
+    snow = blank.copy()
+    snow[rng.random(rgb.shape[:2]) < 0.1] = rng.integers(0, 256, 3, dtype=np.uint8)
+    # Later frames of a "blinking" GIF: blank paper and/or snow; readers must take frame 0. They
+    # differ from each other because Pillow merges identical consecutive frames into one.
+    extra = [blank, snow] if rng.random() < 0.5 else [snow, blank]
+    frames = [_to_palette(f, rng, adaptive, colours) for f in extra[:int(_pick(rng, (0, 0, 1, 2)))]]
+    params = {"save_all": True, "append_images": frames, "duration": int(rng.integers(100, 600)),
+              "loop": 0} if frames else {}
+    data = _encode(first, "GIF", **params)
+    return _Rendering(data, "image/gif", box, "dark", {"frames": 1 + len(frames)})
+
+
+def _la_png(digit, rng):
+    """Return a gray+alpha ("LA") PNG: white or dark ink on transparency, or opaque white on black."""
+    coverage, box = _placed(digit, rng, (112, 320), (0.3, 1.2), crisp=bool(rng.random() < 0.5))
+    variant = _pick(rng, ("white_on_transparent", "gray_on_transparent", "opaque"))
+    la = np.zeros(coverage.shape + (2,), np.uint8)
+    if variant == "opaque":
+        # An alpha channel that carries nothing: the gray plane is the picture.
+        la[..., 0], la[..., 1], ink = _to_uint8(coverage * 255), 255, "bright"
+    else:
+        level = int(rng.integers(220, 256)) if variant == "white_on_transparent" else int(rng.integers(0, 90))
+        # Transparent pixels keep either 0 or the ink level, as editors do either; with the latter,
+        # dropping alpha leaves a single flat gray.
+        la[..., 0] = np.where(coverage > 0, level, _pick(rng, (0, level)))
+        la[..., 1], ink = _to_uint8(coverage * 255), "alpha"
+    img = Image.frombytes("LA", la.shape[1::-1], la.tobytes())
+    return _Rendering(_encode(img, "PNG"), "image/png", box, ink, {"variant": variant})
+
+
+def _gray16_png(digit, rng):
+    """Return a 16-bit grayscale ("I;16") PNG scaled to 0..65535, sometimes inverted."""
+    coverage, box = _placed(digit, rng, (112, 320), (0.3, 1.2), crisp=False)
+    values = np.round(coverage * 65535)
+    inverted = bool(rng.random() < 0.5)
+    if inverted:
+        values = 65535 - values
+    img = Image.fromarray(values.astype(np.uint16))  # uint16 -> mode "I;16"
+    return _Rendering(_encode(img, "PNG"), "image/png", box, "dark" if inverted else "bright",
+                      {"inverted": inverted})
+
+
+def _cmyk_jpeg(digit, rng):
+    """Return dark ink on light paper as a CMYK JPEG (as print/prepress tools export)."""
+    rgb, box = _dark_on_light(digit, rng)
+    # Gray-component replacement, as prepress software does: the dark ink goes mostly to K.
+    # Pillow's CMYK->RGB is R = (255 - K) * (1 - C/255), the exact inverse of this.
+    x = rgb.astype(np.float32) / 255.0
+    k = 1.0 - x.max(axis=2)
+    cmy = (1.0 - x - k[..., None]) / np.maximum(1.0 - k, 1e-6)[..., None]
+    cmyk = _to_uint8(np.concatenate([cmy, k[..., None]], axis=2) * 255)
+    img = Image.frombytes("CMYK", cmyk.shape[1::-1], cmyk.tobytes())
+    return _Rendering(_encode(img, "JPEG", quality=int(rng.integers(70, 96))), "image/jpeg", box, "dark")
+
+
+def _bmp(digit, rng):
+    """Return dark ink on light paper as an uncompressed 24-bit BMP."""
+    rgb, box = _dark_on_light(digit, rng, size=(112, 260), margin=(0.3, 1.0))  # stays < 1 MB raw
+    return _Rendering(_encode(Image.fromarray(rgb), "BMP"), "image/bmp", box, "dark")
+
+
+def _webp(digit, rng):
+    """Return dark ink on light paper as a lossy WebP (quality ~80)."""
+    rgb, box = _dark_on_light(digit, rng, size=(112, 400), margin=(0.3, 1.5))
+    data = _encode(Image.fromarray(rgb), "WEBP", quality=int(rng.integers(70, 91)))
+    return _Rendering(data, "image/webp", box, "dark")
+
+
+def _tiff(digit, rng):
+    """Return dark ink on light paper as an LZW- or Deflate-compressed TIFF (as scanners write)."""
+    rgb, box = _dark_on_light(digit, rng, size=(112, 400), margin=(0.3, 1.5))
+    compression = _pick(rng, ("tiff_lzw", "tiff_lzw", "tiff_adobe_deflate"))
+    data = _encode(Image.fromarray(rgb), "TIFF", compression=compression, dpi=(300, 300))
+    return _Rendering(data, "image/tiff", box, "dark", {"compression": compression})
+
+
+def _thick_marker_png(digit, rng):
+    """Return the digit drawn with a thick marker: strokes dilated at high resolution, dark on light."""
+    size = int(rng.integers(160, 321))
+    ink = _ink(digit, size, rng, crisp=True)
+    # Grow each side by 0.4-0.8 MNIST pixels: visibly fatter, yet loops (0, 6, 8, 9) stay open.
+    ink = _morph(ink, ImageFilter.MaxFilter, max(1, round(size / 28 * rng.uniform(0.4, 0.8))))
+    coverage, box = _place(ink, _canvas_shape(size, size, rng, (0.3, 1.2)), rng)
+    rgb = _compose(coverage, _paper(rng), np.array(_pick(rng, _DARK_COLOURS), np.float64))
+    return _Rendering(_encode(Image.fromarray(_to_uint8(rgb)), "PNG"), "image/png", box, "dark")
+
+
+def _thin_pen_png(digit, rng):
+    """Return the digit drawn with a fine pen: strokes eroded at high resolution, dark on light."""
+    size = int(rng.integers(240, 401))
+    ink = _ink(digit, size, rng, crisp=True)
+    mass, radius = ink.sum(), round(size / 28 * rng.uniform(0.5, 0.8))
+    # Erode step by step and stop before the strokes start to vanish, so a thin "1" stays visible.
+    for _ in range(radius):
+        thinner = _morph(ink, ImageFilter.MinFilter, 1)
+        if thinner.sum() < 0.3 * mass:
+            break
+        ink = thinner
+    coverage, box = _place(ink, _canvas_shape(size, size, rng, (0.3, 1.0)), rng)
+    rgb = _compose(coverage, _paper(rng), _pen(rng))
+    return _Rendering(_encode(Image.fromarray(_to_uint8(rgb)), "PNG"), "image/png", box, "dark")
+
+
+def _noisy_png(digit, rng):
+    """Return a dusty scan: dark on light with specks and dust dots away from the digit, plus noise."""
+    coverage, box = _placed(digit, rng, (112, 280), (0.5, 1.5), crisp=True)
+    paper, pen = _paper(rng), _pen(rng)
+    img = Image.fromarray(_to_uint8(_compose(coverage, paper, pen)))
+    height, width = coverage.shape
+    # Keep the dirt off the digit itself (its inked bounding box plus a margin), so the digit stays
+    # clean but a crop to "everything dark" would take in the dirt too.
+    ys, xs = np.nonzero(coverage > 0.1)
+    pad = 0.15 * (box[2] - box[0])
+    keep_out = (xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad)
+
+    def away(n: int) -> list[tuple[int, int]]:
+        """Return up to ``n`` random pixel positions outside ``keep_out``."""
+        x, y = rng.integers(0, width, n), rng.integers(0, height, n)
+        inside = (x > keep_out[0]) & (x < keep_out[2]) & (y > keep_out[1]) & (y < keep_out[3])
+        return list(zip(x[~inside].tolist(), y[~inside].tolist()))
+
+    draw = ImageDraw.Draw(img)
+    for x, y in away(int(rng.integers(8, 40))):  # dust: small dark blobs
+        r = rng.uniform(0.8, 3.0)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(_to_uint8(pen + rng.uniform(0, 60))))
+    pixels = np.asarray(img, np.float32).copy()
+    specks = away(int(height * width * rng.uniform(0.002, 0.008)))  # salt and pepper
+    if specks:
+        sx, sy = np.array(specks).T
+        pixels[sy, sx] = np.where(rng.random(len(specks)) < 0.6, 0.0, 255.0)[:, None]
+    pixels += rng.normal(0.0, rng.uniform(4.0, 12.0), pixels.shape)
+    out = Image.fromarray(_to_uint8(pixels))
+    if rng.random() < 0.5:  # grayscale scans are common too
+        out = out.convert("L")
+    return _Rendering(_encode(out, "PNG"), "image/png", box, "dark", {"keep_out": keep_out})
+
+
+_RENDERERS: dict[str, Callable[[np.ndarray, np.random.Generator], _Rendering]] = {
+    "mnist_png": _mnist_png,
+    "upscaled_png": _upscaled_png,
+    "inverted_png": _inverted_png,
+    "photo_jpeg": _photo_jpeg,
+    "photo_exif_jpeg": _photo_exif_jpeg,
+    "canvas_png": _canvas_png,
+    "canvas_white_bg_png": _canvas_white_bg_png,
+    "palette_gif": _palette_gif,
+    "la_png": _la_png,
+    "gray16_png": _gray16_png,
+    "cmyk_jpeg": _cmyk_jpeg,
+    "bmp": _bmp,
+    "webp": _webp,
+    "tiff": _tiff,
+    "thick_marker_png": _thick_marker_png,
+    "thin_pen_png": _thin_pen_png,
+    "noisy_png": _noisy_png,
+}
+
+KINDS: tuple[str, ...] = tuple(_RENDERERS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Public API
+
+
+def _render(digit: np.ndarray, kind: str, rng: np.random.Generator) -> _Rendering:
+    """Return the full rendering of ``digit`` as ``kind`` (bytes plus self-check details)."""
+    digit = np.asarray(digit)
+    if digit.shape != (28, 28) or digit.dtype != np.uint8:
+        raise ValueError(f"digit must be a uint8 (28, 28) array, got {digit.dtype} {digit.shape}")
+    if kind not in _RENDERERS:
+        raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
+    return _RENDERERS[kind](digit, rng)
+
+
+def rerender(digit: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[bytes, str]:
+    """Return ``digit`` (uint8 28x28 MNIST, white on black) rendered as ``kind``: (file bytes, MIME type).
+
+    Raises ValueError for a wrong-shaped digit or an unknown kind.
+    """
+    rendering = _render(digit, kind, rng)
+    return rendering.data, rendering.mime
+
+
+def _kind_rng(seed: int, kind: str) -> np.random.Generator:
+    """Return the generator for ``kind``: seeded by name, so adding a kind changes no other kind's files."""
+    return np.random.default_rng([seed, zlib.crc32(kind.encode())])
+
+
+def rerender_set(images: np.ndarray, labels: Sequence[int], n_per_kind: int,
+                 seed: int = 0) -> list[tuple[str, int, bytes, str]]:
+    """Return (kind, label, bytes, mime) for ``n_per_kind`` random digits per kind, the same for a seed.
+
+    Digits are drawn without replacement within a kind (with replacement only if ``n_per_kind``
+    exceeds the number of images), independently for each kind.
+    """
+    images = np.asarray(images)
+    out = []
+    for kind in KINDS:
+        rng = _kind_rng(seed, kind)
+        picks = rng.choice(len(images), n_per_kind, replace=n_per_kind > len(images))
+        for i in picks:
+            data, mime = rerender(images[i], kind, rng)
+            out.append((kind, int(labels[i]), data, mime))
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Self-check and viewing
+
+
+def _open(data: bytes) -> Image.Image:
+    """Return the decoded image of ``data`` (first frame), loaded."""
+    img = Image.open(io.BytesIO(data))
+    img.load()
+    return img
+
+
+def _ink_map(img: Image.Image, ink: str) -> np.ndarray:
+    """Return a float 0..1 map of where the ink is (1 = ink) in an upright decoded image."""
+    if ink == "alpha":
+        return np.asarray(img.getchannel("A"), np.float32) / 255.0
+    if img.mode in ("I;16", "I"):
+        gray = np.asarray(img, np.float32) / 65535.0
+    else:
+        gray = np.asarray(img.convert("RGB").convert("L"), np.float32) / 255.0
+    return gray if ink == "bright" else 1.0 - gray
+
+
+def _legible(digit: np.ndarray, img: Image.Image, rendering: _Rendering) -> float:
+    """Return the correlation between ``digit`` (tilted like the rendering) and the rendering's box."""
+    reference = digit.astype(np.float32) / 255.0
+    if "angle" in rendering.extra:
+        reference = _rotate(reference, rendering.extra["angle"])
+    ink = _ink_map(img, rendering.ink)
+    crop = Image.fromarray(ink).crop(rendering.box).resize(reference.shape[::-1], Image.Resampling.BOX)
+    a, b = np.asarray(crop, np.float64).ravel(), reference.astype(np.float64).ravel()
+    if a.std() == 0:
+        return 0.0  # a blank crop: nothing there at all
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _check_one(kind: str, digit: np.ndarray, r: _Rendering) -> None:
+    """Assert that one rendering has the properties its kind promises."""
+    formats = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/bmp": "BMP",
+               "image/webp": "WEBP", "image/tiff": "TIFF"}
+    raw = _open(r.data)
+    assert len(r.data) < MAX_BYTES, (kind, len(r.data))
+    assert raw.format == formats[r.mime], (kind, raw.format, r.mime)
+    orientation = raw.getexif().get(_ORIENTATION_TAG)
+    img = ImageOps.exif_transpose(raw)
+    width, height = img.size
+
+    # Every kind: the digit is inside its box, upright, and correlates with the original.
+    left, top, right, bottom = r.box
+    assert 0 <= left < right <= width and 0 <= top < bottom <= height, (kind, r.box, img.size)
+    corr = _legible(digit, img, r)
+    assert corr > 0.8, (kind, corr)
+    if kind not in ("mnist_png", "canvas_png", "canvas_white_bg_png"):
+        # Off-centre on a non-square canvas.
+        assert max(width, height) >= 1.1 * min(width, height), (kind, img.size)
+        off = abs((left + right) / 2 - width / 2) + abs((top + bottom) / 2 - height / 2)
+        assert off >= 0.03 * max(width, height), (kind, r.box, img.size)
+
+    if kind == "mnist_png":
+        assert raw.mode == "L" and np.array_equal(np.asarray(raw), digit)
+    elif kind in ("upscaled_png", "inverted_png"):
+        assert raw.mode in ("L", "RGB") and min(raw.size) > 28
+        gray = np.asarray(raw.convert("L"))
+        corner = int(gray[0, 0])
+        assert corner == (0 if kind == "upscaled_png" else 255), (kind, corner)
+    elif kind.startswith("photo"):
+        assert raw.mode == "RGB" and 400 <= max(img.size) <= 1200, (kind, raw.mode, img.size)
+        rgb = np.asarray(img, np.float32)
+        paper = np.percentile(rgb.mean(axis=2), 90)
+        assert paper < 252 and np.ptp(np.median(rgb.reshape(-1, 3), axis=0)) > 2, kind  # tinted paper
+        # Uneven light: the paper in the best-lit of 6x6 blocks is clearly brighter than in the
+        # worst (the 30-40% range is between the extreme pixels; blocks average some of it away).
+        blocks = [np.percentile(b, 90) for row in np.array_split(rgb.mean(axis=2), 6)
+                  for b in np.array_split(row, 6, axis=1)]
+        assert max(blocks) / min(blocks) > 1.18, (kind, max(blocks) / min(blocks))
+        if kind == "photo_exif_jpeg":
+            assert orientation == r.extra["orientation"] in (3, 6, 8), (orientation, r.extra)
+            upright = np.asarray(r.extra["upright"], np.float32)
+            assert img.size == r.extra["upright"].size
+            # exif_transpose must give back the upright photo (up to JPEG loss), and the stored
+            # pixels must not already be upright (for 6 and 8 the swapped size shows that).
+            assert np.abs(np.asarray(img, np.float32) - upright).mean() < 6
+            if orientation == 3:
+                assert raw.size == img.size and _legible(digit, raw, r) < 0.5
+            else:
+                assert raw.size == img.size[::-1]
+        else:
+            assert orientation in (None, 1), orientation
+    elif kind == "canvas_png":
+        rgba = np.asarray(raw)
+        assert raw.mode == "RGBA" and raw.size == (280, 280)
+        assert tuple(rgba[0, 0]) == (0, 0, 0, 0) and (rgba[..., 3] == 0).mean() > 0.5
+        assert rgba[..., 3].max() == 255
+        inked = rgba[rgba[..., 3] > 0, :3]
+        assert (inked == np.array(r.extra["colour"], np.uint8)).all()
+        assert (rgba[rgba[..., 3] == 0] == 0).all()
+    elif kind == "canvas_white_bg_png":
+        rgba = np.asarray(raw)
+        assert raw.mode == "RGBA" and raw.size == (280, 280)
+        assert (rgba[..., 3] == 255).all() and tuple(rgba[0, 0]) == (255, 255, 255, 255)
+        assert rgba[..., :3].min() == 0
+    elif kind == "palette_gif":
+        assert raw.mode == "P", raw.mode
+        assert getattr(raw, "n_frames", 1) == r.extra["frames"], (raw.n_frames, r.extra)
+    elif kind == "la_png":
+        assert raw.mode == "LA", raw.mode
+        alpha = np.asarray(raw.getchannel("A"))
+        assert (alpha == 255).all() if r.extra["variant"] == "opaque" else (alpha == 0).mean() > 0.5
+    elif kind == "gray16_png":
+        assert raw.mode == "I;16", raw.mode
+        values = np.asarray(raw)
+        # Full 16-bit range: the background is exactly 0 or 65535, the ink near the other end.
+        if r.extra["inverted"]:
+            assert values.max() == 65535 and values.min() < 0.1 * 65535, (values.min(), values.max())
+        else:
+            assert values.min() == 0 and values.max() > 0.9 * 65535, (values.min(), values.max())
+        # Much of the picture is above 255, so a naive clip to 8 bits would lose the digit.
+        assert (values > 255).mean() > (0.5 if r.extra["inverted"] else 0.02)
+    elif kind == "cmyk_jpeg":
+        assert raw.mode == "CMYK", raw.mode
+        # The ink went (at least partly) to the K plate, unlike Pillow's RGB->CMYK, which leaves K=0.
+        assert np.asarray(raw)[..., 3].max() > 64
+    elif kind in ("bmp", "webp", "tiff"):
+        assert raw.mode == "RGB", raw.mode
+        if kind == "tiff":
+            assert raw.info.get("compression") == r.extra["compression"], raw.info.get("compression")
+    elif kind in ("thick_marker_png", "thin_pen_png"):
+        # Compare how much of the 28x28 frame is ink with the original: the frame scales with the
+        # digit, so the ratio measures stroke width (typically 1.3-2.5 thick, 0.2-0.6 thin).
+        ink = _ink_map(img, "dark")[top:bottom, left:right]
+        ratio = (ink > 0.5).mean() / (digit > 127).mean()
+        assert (ratio > 1.15) if kind == "thick_marker_png" else (0.1 < ratio < 0.8), (kind, ratio)
+    elif kind == "noisy_png":
+        ink = _ink_map(img, "dark")
+        x0, y0, x1, y1 = (int(round(v)) for v in r.extra["keep_out"])
+        outside = ink.copy()
+        outside[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = 0
+        assert (outside > 0.5).sum() > 5, kind  # specks and dust away from the digit
+        paper = np.asarray(img.convert("L"), np.float32)[ink < 0.3]
+        assert paper.std() > 2, kind  # Gaussian noise
+
+
+def _self_check(images: np.ndarray, n: int = 4, seed: int = 1234) -> None:
+    """Assert every kind's promised properties on ``n`` digits, and that ``rerender_set`` is deterministic."""
+    for kind in KINDS:
+        rng = _kind_rng(seed, kind)
+        for i in range(n):
+            digit = images[i]
+            try:
+                _check_one(kind, digit, _render(digit, kind, rng))
+            except AssertionError as exc:
+                raise AssertionError(f"self-check failed for {kind} on image {i}: {exc}") from exc
+    # Every EXIF orientation round-trips, not just the ones the random draws hit.
+    probe = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
+    for orientation, store in _STORE_FOR_ORIENTATION.items():
+        stored = probe.transpose(store)
+        stored.getexif()[_ORIENTATION_TAG] = orientation
+        assert np.array_equal(np.asarray(ImageOps.exif_transpose(stored)), np.asarray(probe)), orientation
+    labels = np.arange(len(images)) % 10
+    first, second = (rerender_set(images[:20], labels[:20], 2, seed=seed) for _ in range(2))
+    assert first == second and len(first) == 2 * len(KINDS)
+
+
+def _preview(data: bytes) -> Image.Image:
+    """Return an RGB view of a rendering as a person sees it: EXIF applied, alpha over a checkerboard."""
+    img = ImageOps.exif_transpose(_open(data))
+    if img.mode in ("I;16", "I"):
+        img = Image.fromarray((np.asarray(img, np.float32) / 257).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        img = img.convert("RGBA")
+        yy, xx = np.mgrid[0:img.height, 0:img.width]
+        checks = np.where(((yy // 16) + (xx // 16)) % 2 == 0, 200, 150).astype(np.uint8)
+        board = Image.fromarray(checks).convert("RGBA")
+        img = Image.alpha_composite(board, img)
+    return img.convert("RGB")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the self-check, then write sample renderings of MNIST test digits to OUTDIR; return 0."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--n", type=int, default=5, help="digits per kind (default 5)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-dir", default=None,
+                        help="where MNIST is (default: ../shared/datasets if present, else the usual search)")
+    parser.add_argument("--preview", action="store_true",
+                        help="also write <name>.preview.png: EXIF applied, alpha over a checkerboard")
+    args = parser.parse_args(argv)
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))  # model/ lives at the repo root; this file is run from tests/
+    from model.data import load_dataset
+
+    data_dir = args.data_dir
+    if data_dir is None and (repo.parent / "shared" / "datasets").is_dir():
+        data_dir = repo.parent / "shared" / "datasets"
+    ds = load_dataset("mnist", data_dir, download=False, progress=False)
+
+    _self_check(ds.test_images)
+    print(f"self-check passed for {len(KINDS)} kinds")
+
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    samples = rerender_set(ds.test_images, ds.test_labels, args.n, args.seed)
+    counts: dict[str, int] = {}
+    for kind, label, data, mime in samples:
+        i = counts[kind] = counts.get(kind, -1) + 1
+        path = args.outdir / f"{kind}_{i}_label{label}.{_EXTENSIONS[mime]}"
+        path.write_bytes(data)
+        if args.preview:
+            _preview(data).save(path.with_name(path.name + ".preview.png"))
+    print(f"wrote {len(samples)} samples to {args.outdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
