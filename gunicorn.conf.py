@@ -34,6 +34,12 @@ loglevel = _settings.log_level.lower()
 # gets its own poller thread and no thread crosses a fork.
 preload_app = False
 
+# One BLAS thread per worker: the workers already use the cores, and a
+# multi-threaded GEMM for a single image only adds hand-offs (measured in
+# bench/RESULTS.md). Set before any worker imports NumPy.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # Prometheus multiprocess mode: a fresh directory per master, set before the
 # workers import prometheus_client.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -47,7 +47,7 @@ BOX = 20  # MNIST fits the digit in a 20x20 box...
 FIELD = INPUT_SHAPE[0]  # ...inside a 28x28 field
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: 13.99, 14.01)
 ANALYSIS_SIDE = 512  # larger uploads are reduced to this long side first (speed)
-COMPONENT_SIDE = 64  # resolution of the connected-component speck filter
+COMPONENT_AREA = 48 * 48  # pixels of the coarse grid the speck filter labels
 MIN_CONTRAST = 24.0  # ink must differ from paper by this much (0..255) or it's blank
 MIN_STROKE_PX = 1.6  # thinner strokes (after scaling to 20 px) are thickened first
 
@@ -242,7 +242,7 @@ def _label_components(mask: np.ndarray) -> np.ndarray:
     """Return 8-connected component labels of a boolean mask (0 = background).
 
     Labels propagate as the minimum over each pixel's neighbourhood until
-    nothing changes; at COMPONENT_SIDE resolution that takes a few dozen
+    nothing changes; on the coarse grid that takes a few dozen
     vectorised steps.
     """
     h, w = mask.shape
@@ -272,7 +272,8 @@ def _digit_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     h, w = mask.shape
     keep = mask
     if max(h, w) > 40:
-        factor = max(1, int(np.ceil(max(h, w) / COMPONENT_SIDE)))
+        # A coarse grid of about COMPONENT_AREA cells, whatever the aspect ratio.
+        factor = max(1, int(np.ceil(np.sqrt(h * w / COMPONENT_AREA))))
         ph, pw = -(-h // factor) * factor, -(-w // factor) * factor
         padded = np.zeros((ph, pw), bool)
         padded[:h, :w] = mask

@@ -397,13 +397,23 @@ def _tiff(digit, rng):
     return _Rendering(data, "image/tiff", box, "dark", {"compression": compression})
 
 
+def _solid(ink: np.ndarray, blur: float) -> np.ndarray:
+    """Return ``ink`` with solid, rounded strokes: blurred by ``blur`` px, then softly thresholded."""
+    # Repeated 3x3 rank filters grow and shrink strokes as squares, which leaves blocky corners and
+    # half-covered patches; blurring and re-thresholding at half coverage rounds them off and makes
+    # the ink uniformly dark, as a marker or pen leaves it.
+    img = Image.fromarray(np.round(ink * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(blur))
+    return _smoothstep((np.asarray(img, np.float32) / 255.0 - 0.3) / 0.4)
+
+
 def _thick_marker_png(digit, rng):
     """Return the digit drawn with a thick marker: strokes dilated at high resolution, dark on light."""
     size = int(rng.integers(160, 321))
+    scale = size / 28  # output pixels per MNIST pixel
     ink = _ink(digit, size, rng, crisp=True)
-    # Grow each side by 0.4-0.8 MNIST pixels: visibly fatter, yet loops (0, 6, 8, 9) stay open.
-    ink = _morph(ink, ImageFilter.MaxFilter, max(1, round(size / 28 * rng.uniform(0.4, 0.8))))
-    coverage, box = _place(ink, _canvas_shape(size, size, rng, (0.3, 1.2)), rng)
+    # Grow each side by 0.4-0.7 MNIST pixels: visibly fatter, yet loops (0, 6, 8, 9) stay open.
+    ink = _morph(ink, ImageFilter.MaxFilter, max(1, round(scale * rng.uniform(0.4, 0.7))))
+    coverage, box = _place(_solid(ink, 0.4 * scale), _canvas_shape(size, size, rng, (0.3, 1.2)), rng)
     rgb = _compose(coverage, _paper(rng), np.array(_pick(rng, _DARK_COLOURS), np.float64))
     return _Rendering(_encode(Image.fromarray(_to_uint8(rgb)), "PNG"), "image/png", box, "dark")
 
@@ -411,15 +421,17 @@ def _thick_marker_png(digit, rng):
 def _thin_pen_png(digit, rng):
     """Return the digit drawn with a fine pen: strokes eroded at high resolution, dark on light."""
     size = int(rng.integers(240, 401))
+    scale = size / 28
     ink = _ink(digit, size, rng, crisp=True)
-    mass, radius = ink.sum(), round(size / 28 * rng.uniform(0.5, 0.8))
-    # Erode step by step and stop before the strokes start to vanish, so a thin "1" stays visible.
-    for _ in range(radius):
+    mass = ink.sum()
+    # Shrink each side by up to 0.3-0.55 MNIST pixels, one pixel at a time, stopping while at least
+    # 45% of the ink is left: MNIST strokes vary in width, and the thin ones must not vanish.
+    for _ in range(round(scale * rng.uniform(0.3, 0.55))):
         thinner = _morph(ink, ImageFilter.MinFilter, 1)
-        if thinner.sum() < 0.3 * mass:
+        if thinner.sum() < 0.45 * mass:
             break
         ink = thinner
-    coverage, box = _place(ink, _canvas_shape(size, size, rng, (0.3, 1.0)), rng)
+    coverage, box = _place(_solid(ink, 0.25 * scale), _canvas_shape(size, size, rng, (0.3, 1.0)), rng)
     rgb = _compose(coverage, _paper(rng), _pen(rng))
     return _Rendering(_encode(Image.fromarray(_to_uint8(rgb)), "PNG"), "image/png", box, "dark")
 
@@ -573,11 +585,14 @@ def _check_one(kind: str, digit: np.ndarray, r: _Rendering) -> None:
     img = ImageOps.exif_transpose(raw)
     width, height = img.size
 
-    # Every kind: the digit is inside its box, upright, and correlates with the original.
+    # Every kind: the digit lies inside its box and, scaled back to 28x28, correlates with the
+    # original. A sanity check of placement and polarity (two MNIST "1"s correlate too), so the
+    # bar is lower where strokes are deliberately reshaped.
     left, top, right, bottom = r.box
     assert 0 <= left < right <= width and 0 <= top < bottom <= height, (kind, r.box, img.size)
     corr = _legible(digit, img, r)
-    assert corr > 0.8, (kind, corr)
+    floor = 0.6 if kind in ("thick_marker_png", "thin_pen_png") else 0.75 if "angle" in r.extra else 0.9
+    assert corr > floor, (kind, corr)
     if kind not in ("mnist_png", "canvas_png", "canvas_white_bg_png"):
         # Off-centre on a non-square canvas.
         assert max(width, height) >= 1.1 * min(width, height), (kind, img.size)
