@@ -3,21 +3,30 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test venv clean
+.PHONY: run test bench venv clean
 
-$(STAMP): pyproject.toml
-	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=python3 ...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+# Runtime dependencies only (what `make run` needs), then the test extras.
+$(VENV)/.runtime: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $@
 
-venv: $(STAMP)
+venv: $(VENV)/.test
 
-test: $(STAMP)
+run: $(VENV)/.runtime
+	$(VENV)/bin/gunicorn --config gunicorn.conf.py "service:create_app()"
+
+test: $(VENV)/.test
 	$(PY) -m pytest
 
 clean:

@@ -96,6 +96,8 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--shift", type=float, default=DEFAULT_AUGMENT.shift_px, help="pixels")
     p.add_argument("--elastic", type=float, default=DEFAULT_AUGMENT.elastic_alpha,
                    help="RMS elastic displacement in pixels (0 = off)")
+    p.add_argument("--thickness", type=float, default=DEFAULT_AUGMENT.thickness,
+                   help="random stroke-width change, as a fraction of a 3x3 dilation/erosion")
     p.add_argument("--val-size", type=int, default=DEFAULT_VAL_SIZE)
     p.add_argument("--train-size", type=int, help="use only this many training images (quick runs)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -157,7 +159,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
 
     augment = None if args.no_augment else AugmentConfig(
         rotate_deg=args.rotate, scale=args.scale, shear=args.shear, shift_px=args.shift,
-        elastic_alpha=args.elastic)
+        elastic_alpha=args.elastic, thickness=args.thickness)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                          lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay,
                          augment=augment, seed=args.seed)

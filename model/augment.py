@@ -27,6 +27,7 @@ class AugmentConfig:
     shift_px: float = 2.5  # translation drawn from [-t, t] on each axis
     elastic_alpha: float = 0.0  # RMS displacement of the elastic field, pixels
     elastic_sigma: float = 4.0  # smoothness of the elastic field, pixels
+    thickness: float = 0.0  # stroke width change: blend towards a 3x3 dilation/erosion, up to this much
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,7 +84,28 @@ class Augmenter:
             field *= c.elastic_alpha / rms
             src[:, 0] += field[0].reshape(n, -1)
             src[:, 1] += field[1].reshape(n, -1)
-        return self._sample(images, src[:, 0], src[:, 1])
+        out = self._sample(images, src[:, 0], src[:, 1])
+        if c.thickness:
+            out = self._thicken(out, rng.uniform(-c.thickness, c.thickness, n).astype(np.float32))
+        return out
+
+    @staticmethod
+    def _thicken(images: np.ndarray, amount: np.ndarray) -> np.ndarray:
+        """Blend each image towards its grey dilation (amount > 0) or erosion (< 0).
+
+        The structuring element is a 3x3 cross; blending makes the change
+        continuous, from a fraction of a pixel to a full pixel of stroke width.
+        """
+        n, h, w = images.shape
+        padded = np.zeros((n, h + 2, w + 2), np.float32)
+        padded[:, 1:-1, 1:-1] = images
+        shifts = [padded[:, 1:-1, 1:-1], padded[:, :-2, 1:-1], padded[:, 2:, 1:-1],
+                  padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]]
+        dilated = np.maximum.reduce(shifts)
+        eroded = np.minimum.reduce(shifts)
+        a = amount[:, None, None]
+        target = np.where(a > 0, dilated, eroded)
+        return images + np.abs(a) * (target - images)
 
     def _sample(self, images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Bilinear sampling of each image at (x, y) (shape (n, h*w)), zero outside."""

@@ -229,34 +229,32 @@ class ModelRegistry:
                 candidates = [e for e in entries if e.version == pinned]
             else:
                 candidates = list(reversed(entries))
-            current = self._current
-            for entry in candidates:
-                if current is not None and entry.version == current.version:
-                    try:
-                        unchanged = _signature(entry.path) == current.signature
-                    except OSError:
-                        unchanged = True
-                    if unchanged or self._failed_unchanged(entry):
-                        return current
-                elif self._failed_unchanged(entry):
-                    continue
-                try:
-                    served = self._load(entry)
-                except (InvalidArtifact, OSError):
-                    continue
-                self._swap(served)
-                return served
-            if current is None and pinned is not None:
+            if self._first_loadable(candidates) is None and self._current is None \
+                    and pinned is not None:
                 # The pinned version cannot be served: fall back to the newest valid one.
-                for entry in reversed(entries):
-                    if entry.version != pinned and not self._failed_unchanged(entry):
-                        try:
-                            served = self._load(entry)
-                        except (InvalidArtifact, OSError):
-                            continue
-                        self._swap(served)
-                        return served
+                self._first_loadable([e for e in reversed(entries) if e.version != pinned])
             return self._current
+
+    def _first_loadable(self, candidates: list[VersionEntry]) -> ServedModel | None:
+        """Activate the first candidate that is current or loads; return it (None if none)."""
+        current = self._current
+        for entry in candidates:
+            if current is not None and entry.version == current.version:
+                try:
+                    unchanged = _signature(entry.path) == current.signature
+                except OSError:
+                    unchanged = True
+                if unchanged or self._failed_unchanged(entry):
+                    return current  # keeps serving the copy in memory
+            elif self._failed_unchanged(entry):
+                continue
+            try:
+                served = self._load(entry)
+            except (InvalidArtifact, OSError):
+                continue
+            self._swap(served)
+            return served
+        return None
 
     def activate(self, version: str) -> ServedModel:
         """Pin ``version`` (or follow the newest with ``"latest"``) and make it active now.
