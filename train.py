@@ -36,7 +36,7 @@ from model.training import EpochStats, TrainConfig, evaluate, train
 DEFAULT_DATASET = "mnist"
 DEFAULT_OUT = "artifacts"
 DEFAULT_HIDDEN = "800"
-DEFAULT_EPOCHS = 40
+DEFAULT_EPOCHS = 60
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_OPTIMIZER = "adamw"
 DEFAULT_LR = 2e-3

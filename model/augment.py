@@ -25,9 +25,9 @@ class AugmentConfig:
     scale: float = 0.12  # isotropic scale drawn from [1 - s, 1 + s]
     shear: float = 0.15  # horizontal shear factor drawn from [-s, s]
     shift_px: float = 2.5  # translation drawn from [-t, t] on each axis
-    elastic_alpha: float = 0.0  # RMS displacement of the elastic field, pixels
+    elastic_alpha: float = 1.0  # RMS displacement of the elastic field, pixels
     elastic_sigma: float = 4.0  # smoothness of the elastic field, pixels
-    thickness: float = 0.0  # stroke width change: blend towards a 3x3 dilation/erosion, up to this much
+    thickness: float = 0.6  # stroke width change: blend towards a 3x3 dilation/erosion, up to this much
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -48,6 +48,7 @@ FIELD = INPUT_SHAPE[0]  # ...inside a 28x28 field
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: 13.99, 14.01)
 ANALYSIS_SIDE = 512  # larger uploads are reduced to this long side first (speed)
 COMPONENT_AREA = 48 * 48  # pixels of the coarse grid the speck filter labels
+NOISE_SIGMA = 4.0  # above this pixel noise (0..255), images are median-filtered
 MIN_CONTRAST = 24.0  # ink must differ from paper by this much (0..255) or it's blank
 # MNIST strokes are 1.2 to 2.9 px wide (5th-95th percentile at 28x28). Strokes
 # outside this band after scaling are thickened or thinned first.
@@ -204,6 +205,12 @@ def _quantiles(values: np.ndarray, *qs: float) -> list[float]:
     return [float(part[k]) for k in ks]
 
 
+def _noise_level(values: np.ndarray) -> float:
+    """Return a robust estimate of pixel noise: the median absolute difference of
+    neighbours (slow shading cancels out), scaled to a Gaussian sigma."""
+    return float(np.median(np.abs(np.diff(values)))) / 0.954
+
+
 def _otsu(values: np.ndarray) -> float:
     """Return Otsu's threshold of values in [0, 255] (maximises between-class variance)."""
     hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
@@ -227,17 +234,19 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     vignette) is flattened by subtracting a smooth background estimate: a
     morphological opening at low resolution removes the thin strokes and
     keeps the slowly varying paper. Sensor noise and dust are damped by a 3x3
-    median filter (images of 64 px and more), and what noise remains on the
+    median filter (noisy images of 64 px and more), and what noise remains on the
     frame sets a floor below which nothing counts as ink.
     """
-    lo, hi = _quantiles(gray, 0.01, 0.99)
+    lo, hi = _quantiles(gray, 0.001, 0.999)  # a small digit may be under 1% of the pixels
     border = _border(gray)
     if _quantiles(border, 0.5)[0] > (lo + hi) / 2:
         gray = 255.0 - gray
-    if min(gray.shape) >= 64:
+    border = _border(gray)
+    if min(gray.shape) >= 64 and _noise_level(border) > NOISE_SIGMA:
+        # Only on noisy images: a median also erases the thinnest strokes.
         gray = np.asarray(Image.fromarray(gray, mode="F").filter(ImageFilter.MedianFilter(3)),
                           dtype=np.float32)
-    border = _border(gray)
+        border = _border(gray)
     b_lo, b_median, b_hi = _quantiles(border, 0.05, 0.5, 0.95)
     if b_hi - b_lo > MIN_CONTRAST and min(gray.shape) >= 32:
         background = _smooth_background(gray)

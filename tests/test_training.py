@@ -56,7 +56,7 @@ def test_keep_best_restores_best_validation_epoch(small_split):
 def test_augmenter_identity_and_determinism():
     rng = np.random.default_rng(0)
     images = (rng.random((5, 28, 28)) * 255).astype(np.uint8)
-    identity = Augmenter(AugmentConfig(0, 0, 0, 0, 0))(images, rng)
+    identity = Augmenter(AugmentConfig(0, 0, 0, 0, elastic_alpha=0, thickness=0))(images, rng)
     np.testing.assert_allclose(identity, images, atol=1e-3)
     aug = Augmenter(AugmentConfig(elastic_alpha=1.5))
     one = aug(images, np.random.default_rng(3))
@@ -69,10 +69,22 @@ def test_augmenter_identity_and_determinism():
 def test_augmenter_shift_moves_content():
     image = np.zeros((1, 28, 28), np.uint8)
     image[0, 10:14, 10:14] = 255
-    shifted = Augmenter(AugmentConfig(0, 0, 0, shift_px=3.0))(image, np.random.default_rng(0))
+    shifted = Augmenter(AugmentConfig(0, 0, 0, shift_px=3.0, elastic_alpha=0, thickness=0))(
+        image, np.random.default_rng(0))
     ys, xs = np.nonzero(shifted[0] > 127)
     assert (ys.mean(), xs.mean()) != pytest.approx((11.5, 11.5), abs=0.5)
     assert shifted.sum() == pytest.approx(image.sum(dtype=float), rel=0.05)  # content kept
+
+
+def test_thickness_augmentation_thickens_and_thins():
+    image = np.zeros((2, 28, 28), np.float32)
+    image[:, 8:20, 13:15] = 255.0  # a 2-px vertical stroke
+    out = Augmenter._thicken(image, np.array([1.0, -1.0], np.float32))
+    assert out[0].sum() > image[0].sum() * 1.5  # dilated: wider
+    assert out[1].sum() < image[1].sum() * 0.5  # eroded: thinner
+    half = Augmenter._thicken(image, np.array([0.5, 0.0], np.float32))
+    np.testing.assert_allclose(half[0], (image[0] + out[0]) / 2)
+    np.testing.assert_array_equal(half[1], image[1])
 
 
 def test_temperature_scaling_recovers_known_temperature():
