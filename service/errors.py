@@ -109,6 +109,9 @@ def _service_error(exc: ServiceError):
 
 
 def _image_error(exc: ImageError):
+    from . import metrics
+
+    metrics.IMAGES.labels(code=exc.code).inc()
     return error_response(str(exc), exc.status, exc.code)
 
 

@@ -196,3 +196,19 @@ def test_no_server_banner(tmp_path):
     with live_server({"ARTIFACTS_DIR": artifacts}, tmp_path) as server:
         r = requests.get(server.url + "/healthz", timeout=5)
         assert "gunicorn" not in r.headers.get("Server", "").lower()
+
+
+def test_metrics_merge_across_workers(tmp_path):
+    artifacts = tmp_path / "artifacts"
+    publish_constant(artifacts, hot=3)
+    with live_server({"ARTIFACTS_DIR": artifacts}, tmp_path, workers=3) as server:
+        wait_converged(server.url, 1, workers=3)
+        for _ in range(60):  # fresh connections spread over the workers
+            assert requests.post(server.url + "/v1/predict", data=DIGIT,
+                                 headers={"Content-Type": "image/png"}, timeout=5).status_code == 200
+        text = requests.get(server.url + "/metrics", timeout=5).text
+    count = re.search(r'mnist_http_requests_total\{endpoint="v1.predict",method="POST",status="200"\} '
+                      r'([0-9.]+)', text)
+    assert count and float(count.group(1)) == 60.0
+    assert re.search(r'mnist_predictions_total\{version="1"\} 60\.0', text)
+    assert len(re.findall(r'mnist_model_active_version\{pid="\d+"\} 1\.0', text)) == 3

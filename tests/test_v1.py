@@ -300,6 +300,7 @@ def test_metrics_count_requests_and_predictions(client):
     assert 'mnist_http_requests_total{endpoint="v1.predict",method="POST",status="400"}' in text
     assert 'mnist_predictions_total{version="1"}' in text
     assert 'mnist_model_loads_total{result="success"}' in text
+    assert 'mnist_image_errors_total{code="invalid_image"}' in text
     assert "mnist_http_request_duration_seconds_bucket" in text
 
 
