@@ -18,12 +18,13 @@ import platform
 import shlex
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from model.artifact import InvalidArtifact, build_metadata, load_artifact, save_artifact
-from model.augment import AugmentConfig
+from model.augment import PRESETS, AugmentConfig
 from model.calibration import expected_calibration_error, fit_temperature
 from model.data import DATASETS, DatasetError, IDXError, load_dataset, split_validation
 from model.losses import softmax
@@ -45,7 +46,6 @@ DEFAULT_WEIGHT_DECAY = 1e-4
 DEFAULT_DROPOUT = 0.0
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SEED = 0
-DEFAULT_AUGMENT = AugmentConfig()
 ECE_BINS = 15
 
 
@@ -64,6 +64,14 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
+
+
+def augment_config(args: argparse.Namespace) -> AugmentConfig:
+    """Return the dataset's augmentation preset with any flags given applied."""
+    overrides = {"rotate_deg": args.rotate, "scale": args.scale, "shear": args.shear,
+                 "shift_px": args.shift, "elastic_alpha": args.elastic,
+                 "thickness": args.thickness, "hflip": args.hflip}
+    return replace(PRESETS[args.dataset], **{k: v for k, v in overrides.items() if v is not None})
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -90,14 +98,19 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY)
     p.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
     p.add_argument("--no-augment", action="store_true", help="train on the images as they are")
-    p.add_argument("--rotate", type=float, default=DEFAULT_AUGMENT.rotate_deg, help="degrees")
-    p.add_argument("--scale", type=float, default=DEFAULT_AUGMENT.scale)
-    p.add_argument("--shear", type=float, default=DEFAULT_AUGMENT.shear)
-    p.add_argument("--shift", type=float, default=DEFAULT_AUGMENT.shift_px, help="pixels")
-    p.add_argument("--elastic", type=float, default=DEFAULT_AUGMENT.elastic_alpha,
-                   help="RMS elastic displacement in pixels (0 = off)")
-    p.add_argument("--thickness", type=float, default=DEFAULT_AUGMENT.thickness,
-                   help="random stroke-width change, as a fraction of a 3x3 dilation/erosion")
+    augment = p.add_argument_group(
+        "augmentation", "defaults depend on the dataset: " + "; ".join(
+            f"{name}: {', '.join(f'{k}={v}' for k, v in preset.as_dict().items())}"
+            for name, preset in PRESETS.items()))
+    augment.add_argument("--rotate", type=float, help="max rotation, degrees (default: the preset)%(default).0s")
+    augment.add_argument("--scale", type=float, help="max relative scale change (default: the preset)%(default).0s")
+    augment.add_argument("--shear", type=float, help="max shear factor (default: the preset)%(default).0s")
+    augment.add_argument("--shift", type=float, help="max shift, pixels (default: the preset)%(default).0s")
+    augment.add_argument("--elastic", type=float, help="RMS elastic displacement in pixels (0 = off) (default: the preset)%(default).0s")
+    augment.add_argument("--thickness", type=float,
+                         help="random stroke-width change, as a fraction of a 3x3 dilation/erosion "
+                              "(default: the preset)%(default).0s")
+    augment.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random mirror images (default: the preset)%(default).0s")
     p.add_argument("--val-size", type=int, default=DEFAULT_VAL_SIZE)
     p.add_argument("--train-size", type=int, help="use only this many training images (quick runs)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
@@ -157,9 +170,7 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"{dataset.name}: {len(train_images)} train / {len(val_images)} validation / "
           f"{len(dataset.test_images)} test images from {dataset.source}")
 
-    augment = None if args.no_augment else AugmentConfig(
-        rotate_deg=args.rotate, scale=args.scale, shear=args.shear, shift_px=args.shift,
-        elastic_alpha=args.elastic, thickness=args.thickness)
+    augment = None if args.no_augment else augment_config(args)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                          lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay,
                          augment=augment, seed=args.seed)

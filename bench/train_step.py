@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from model.augment import Augmenter
+from model.augment import PRESETS, Augmenter
 from model.losses import softmax_cross_entropy
 from model.network import MLP
 from model.optimizers import make_optimizer
@@ -49,7 +49,7 @@ def numpy_step(sizes: list[int], batch: int, augment: bool):
     images = rng.integers(0, 256, (batch, 28, 28), dtype=np.uint8)
     X = rng.random((batch, sizes[0]), dtype=np.float32)
     y = rng.integers(0, sizes[-1], batch)
-    augmenter = Augmenter(__import__("train").DEFAULT_AUGMENT) if augment else None
+    augmenter = Augmenter(PRESETS["mnist"]) if augment else None
     params, grads = net.params, net.grads
 
     def step() -> None:

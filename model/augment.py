@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Augmenter", "AugmentConfig"]
+__all__ = ["PRESETS", "Augmenter", "AugmentConfig"]
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,20 @@ class AugmentConfig:
     elastic_alpha: float = 1.0  # RMS displacement of the elastic field, pixels
     elastic_sigma: float = 4.0  # smoothness of the elastic field, pixels
     thickness: float = 0.6  # stroke width change: blend towards a 3x3 dilation/erosion, up to this much
+    hflip: bool = False  # mirror half of the images left-right (clothes, not digits)
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+# Default augmentation per dataset. Digits tolerate rotation, shear, elastic
+# and stroke-width changes (and real uploads need them); clothes are centred
+# photos where those hurt and a mirror image is still the same class.
+PRESETS = {
+    "mnist": AugmentConfig(),
+    "fashion-mnist": AugmentConfig(rotate_deg=0.0, scale=0.08, shear=0.0, shift_px=2.0,
+                                   elastic_alpha=0.0, thickness=0.0, hflip=True),
+}
 
 
 def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
@@ -74,6 +85,8 @@ class Augmenter:
         A[:, 1, 0] = sin
         A[:, 1, 1] = sin * shear + cos
         A /= scale[:, None, None]
+        if c.hflip:
+            A[:, :, 0] *= np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)[:, None]
         src = A @ self._grid  # (n, 2, h*w)
         src[:, 0] += (self._cx + shift[:, 0])[:, None]
         src[:, 1] += (self._cy + shift[:, 1])[:, None]

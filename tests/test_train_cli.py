@@ -86,6 +86,14 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "not found" in capsys.readouterr().err
 
 
+def test_augmentation_defaults_follow_the_dataset():
+    args = train.train_parser().parse_args(["--dataset", "fashion-mnist", "--shift", "1"])
+    config = train.augment_config(args)
+    assert config.hflip and config.rotate_deg == 0 and config.shift_px == 1
+    config = train.augment_config(train.train_parser().parse_args([]))
+    assert not config.hflip and config.rotate_deg == 12 and config.elastic_alpha == 1.0
+
+
 @pytest.mark.parametrize("bad", [["--hidden", "a,b"], ["--epochs", "0"], ["--dataset", "cifar"]])
 def test_bad_flags_exit_with_usage(bad):
     with pytest.raises(SystemExit) as info:

@@ -76,6 +76,17 @@ def test_augmenter_shift_moves_content():
     assert shifted.sum() == pytest.approx(image.sum(dtype=float), rel=0.05)  # content kept
 
 
+def test_hflip_mirrors_about_half_of_the_images():
+    rng = np.random.default_rng(0)
+    images = (rng.random((200, 28, 28)) * 255).astype(np.float32)
+    config = AugmentConfig(0, 0, 0, 0, elastic_alpha=0, thickness=0, hflip=True)
+    out = Augmenter(config)(images, np.random.default_rng(1))
+    same = [np.allclose(o, i, atol=1e-2) for o, i in zip(out, images)]
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-2) for o, i in zip(out, images)]
+    assert all(a != b for a, b in zip(same, mirrored))
+    assert 70 < sum(mirrored) < 130
+
+
 def test_thickness_augmentation_thickens_and_thins():
     image = np.zeros((2, 28, 28), np.float32)
     image[:, 8:20, 13:15] = 255.0  # a 2-px vertical stroke
