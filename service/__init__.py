@@ -50,7 +50,7 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     """
     from model.store import ArtifactStore
 
-    from . import errors, ops, registry, requestlog, v1, v2
+    from . import errors, ops, registry, requestlog, ui, v1, v2
     from .logs import configure_logging
     from .settings import load_settings
 
@@ -70,4 +70,5 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     app.register_blueprint(v1.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(ui.bp)
     return app
