@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test bench venv clean
+.PHONY: run test bench venv clean validate-deploy container-test
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=python3 ...)"; exit 1; }
@@ -28,6 +28,12 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.test
 	$(PY) -m pytest
+
+validate-deploy:
+	bash scripts/validate-deploy.sh
+
+container-test:
+	bash scripts/container-test.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
