@@ -5,7 +5,9 @@
 ``create_app`` reads ``Settings`` from the environment unless a test passes
 its own, copies what Flask needs into ``app.config``, then wires each
 concern with its ``init_app``: JSON errors, request logging and metrics, the
-model registry (loads the first model, starts polling), and the blueprints.
+model registry (loads the first model, starts polling), and the blueprints;
+finally ``FastPath`` wraps the WSGI callable so the two hottest requests skip
+Flask's per-request machinery.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     from model.store import ArtifactStore
 
     from . import errors, ops, registry, requestlog, ui, v1, v2
+    from .fastpath import FastPath
     from .logs import configure_logging
     from .settings import load_settings
 
@@ -71,4 +74,6 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     app.register_blueprint(v2.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(ui.bp)
+    # Last: the hot requests bypass Flask's per-request machinery (see fastpath.py).
+    app.wsgi_app = FastPath(app)
     return app

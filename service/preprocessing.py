@@ -46,7 +46,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 BOX = 20  # MNIST fits the digit in a 20x20 box...
 FIELD = INPUT_SHAPE[0]  # ...inside a 28x28 field
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: 13.99, 14.01)
-ANALYSIS_SIDE = 512  # larger uploads are reduced to this long side first (speed)
+ANALYSIS_SIDE = 256  # larger uploads are reduced to this long side first (speed)...
+MIN_SHORT_SIDE = 96  # ...unless that would leave the short side below this
 COMPONENT_AREA = 48 * 48  # pixels of the coarse grid the speck filter labels
 NOISE_SIGMA = 4.0  # above this pixel noise (0..255), images are median-filtered
 MIN_CONTRAST = 24.0  # ink must differ from paper by this much (0..255) or it's blank
@@ -114,9 +115,12 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         if width * height > max_pixels:
             raise ImageTooLarge(f"the image is {width}x{height} = {width * height:,} pixels; "
                                 f"the limit is {max_pixels:,}")
-        if image.format == "JPEG" and max(width, height) > 2 * ANALYSIS_SIDE:
-            image.draft(image.mode if image.mode in ("RGB", "L") else None,
-                        (ANALYSIS_SIDE, ANALYSIS_SIDE))
+        if image.format == "JPEG" and _analysis_scale(width, height) <= 0.5:
+            # DCT scaling by 1/2, 1/4 or 1/8 while both sides stay >= the request;
+            # an RGB JPEG is decoded straight to luminance.
+            scale = _analysis_scale(width, height)
+            image.draft("L" if image.mode in ("RGB", "L") else None,
+                        (max(1, int(width * scale)), max(1, int(height * scale))))
         image.load()  # the first frame only; animated files are never iterated
         image = _upright(image)
     except ImageError:
@@ -153,6 +157,7 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     contrasts with the opaque pixels, so a canvas drawing in black (or any
     colour) on transparency keeps its strokes visible.
     """
+    image = _shrink(image)
     mode = image.mode
     if mode == "P" or (mode in ("RGB", "L") and "transparency" in image.info):
         image = image.convert("RGBA")
@@ -178,12 +183,36 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
-def _reduce(gray: np.ndarray, side: int) -> np.ndarray:
-    """Return ``gray`` area-averaged so its longer side is at most ``side``."""
+def _analysis_scale(width: int, height: int) -> float:
+    """Return the scale (<= 1) that brings an image to the analysis resolution."""
+    scale = max(ANALYSIS_SIDE / max(width, height), MIN_SHORT_SIDE / min(width, height))
+    return min(1.0, scale)
+
+
+def _shrink(image: Image.Image) -> Image.Image:
+    """Return a large image box-reduced by an integer factor towards ANALYSIS_SIDE.
+
+    Done on the 8-bit image in Pillow (C), before anything becomes a float
+    array; modes ``reduce`` does not handle are left to ``_reduce`` later.
+    """
+    factor = int(1 / _analysis_scale(*image.size))
+    if factor < 2:
+        return image
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("1", "CMYK", "YCbCr"):
+        image = image.convert("L")
+    if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        return image
+    return image.reduce(factor)
+
+
+def _reduce(gray: np.ndarray) -> np.ndarray:
+    """Return ``gray`` area-averaged to the analysis resolution (modes Pillow could not reduce)."""
     h, w = gray.shape
-    if max(h, w) <= side:
+    scale = _analysis_scale(w, h)
+    if scale > 0.5:
         return gray
-    scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return np.asarray(Image.fromarray(gray, mode="F").resize(size, Image.BOX), dtype=np.float32)
 
@@ -208,12 +237,12 @@ def _quantiles(values: np.ndarray, *qs: float) -> list[float]:
 def _noise_level(values: np.ndarray) -> float:
     """Return a robust estimate of pixel noise: the median absolute difference of
     neighbours (slow shading cancels out), scaled to a Gaussian sigma."""
-    return float(np.median(np.abs(np.diff(values)))) / 0.954
+    return _quantiles(np.abs(np.diff(values)), 0.5)[0] / 0.954
 
 
 def _otsu(values: np.ndarray) -> float:
     """Return Otsu's threshold of values in [0, 255] (maximises between-class variance)."""
-    hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
+    hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256)
     levels = np.arange(256, dtype=np.float64)
     weight0 = np.cumsum(hist)
     weight1 = weight0[-1] - weight0
@@ -234,8 +263,8 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     vignette) is flattened by subtracting a smooth background estimate: a
     morphological opening at low resolution removes the thin strokes and
     keeps the slowly varying paper. Sensor noise and dust are damped by a 3x3
-    median filter (noisy images of 64 px and more), and what noise remains on the
-    frame sets a floor below which nothing counts as ink.
+    median filter (noisy images of 64 px and more), and three times the noise
+    that remains on the frame is a floor below which nothing counts as ink.
     """
     lo, hi = _quantiles(gray, 0.001, 0.999)  # a small digit may be under 1% of the pixels
     border = _border(gray)
@@ -252,11 +281,11 @@ def _ink(gray: np.ndarray) -> np.ndarray:
         background = _smooth_background(gray)
     else:
         background = b_median
-    ink = np.maximum(gray - background, 0.0)
-    noise = _quantiles(_border(ink), 0.98)[0]
-    if noise > 0:
-        ink = np.maximum(ink - noise, 0.0)
-    return ink
+    residual = gray - background
+    # 3 sigma of the frame's pixel noise: robust to a digit touching the frame,
+    # since the estimate uses neighbour differences, not levels.
+    floor = max(0.0, 3.0 * _noise_level(_border(residual)))
+    return np.maximum(residual - floor, 0.0)
 
 
 def _smooth_background(gray: np.ndarray) -> np.ndarray:
@@ -289,8 +318,9 @@ def _label_components(mask: np.ndarray) -> np.ndarray:
     return np.where(mask, labels, 0)
 
 
-def _digit_box(ink: np.ndarray) -> tuple[int, int, int, int]:
-    """Return (top, bottom, left, right) bounds of the digit, specks ignored.
+def _digit_box(ink: np.ndarray) -> tuple[int, int, int, int, float]:
+    """Return (top, bottom, left, right) bounds of the digit, specks ignored, and
+    the ink threshold used.
 
     Ink is thresholded (Otsu); at low resolution, connected pieces smaller
     than 8% of the largest one are dropped as dust or noise, unless they lie
@@ -333,7 +363,7 @@ def _digit_box(ink: np.ndarray) -> tuple[int, int, int, int]:
     window = faint[t0:b0, l0:r0]
     ys = np.nonzero(window.any(axis=1))[0]
     xs = np.nonzero(window.any(axis=0))[0]
-    return t0 + ys[0], t0 + ys[-1] + 1, l0 + xs[0], l0 + xs[-1] + 1
+    return t0 + ys[0], t0 + ys[-1] + 1, l0 + xs[0], l0 + xs[-1] + 1, threshold
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -359,17 +389,16 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
     ------
     BlankImage : no ink that differs from the background.
     """
-    gray = _reduce(_to_gray(image), ANALYSIS_SIDE)
+    gray = _reduce(_to_gray(image))
     ink = _ink(gray)
     if ink.max() < MIN_CONTRAST:
         raise BlankImage("no digit found: the image is blank or has too little contrast")
-    top, bottom, left, right = _digit_box(ink)
+    top, bottom, left, right, threshold = _digit_box(ink)
     crop = ink[top:bottom, left:right]
     h, w = crop.shape
     scale = BOX / max(h, w)
 
     # Scale the ink so strokes sit at full intensity: their typical level -> 255.
-    threshold = _otsu(crop)
     strokes = crop[crop > threshold]
     level = _quantiles(strokes, 0.6)[0] if strokes.size else float(crop.max())
     crop = np.clip(crop * (255.0 / max(level, 1e-3)), 0.0, 255.0)
@@ -385,6 +414,8 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
             k = int(round(width - 0.5 * (MIN_STROKE_PX + MAX_STROKE_PX) / scale)) | 1
             crop = _rank_filter(crop, ImageFilter.MinFilter, k)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    if (new_w, new_h) == (w, h):  # already 20 px on the long side (MNIST-like uploads)
+        return _centre(crop)
     resample = Image.BOX if scale < 1.0 else Image.BILINEAR
     small = np.asarray(Image.fromarray(crop, mode="F").resize((new_w, new_h), resample), dtype=np.float32)
     return _centre(small)

@@ -18,7 +18,7 @@ from flask import Flask, current_app, g, request
 
 from . import metrics
 
-__all__ = ["init_app"]
+__all__ = ["API_HEADERS", "init_app", "record", "request_id_from"]
 
 access_log = logging.getLogger("service.access")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -31,10 +31,27 @@ API_HEADERS = {
 }
 
 
+def request_id_from(incoming: str | None) -> str:
+    """Return the caller's request id if it is a sane token, else a new one."""
+    return incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+
+def record(settings, *, request_id: str, method: str, path: str, endpoint: str, status: int,
+           elapsed: float, version: str | None, bytes_in: int | None) -> None:
+    """Count the request in the metrics and write its access-log line."""
+    metrics.REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)).inc()
+    metrics.LATENCY.labels(endpoint=endpoint).observe(elapsed)
+    if settings.access_log:
+        access_log.info("request", extra={
+            "request_id": request_id, "method": method, "path": path, "endpoint": endpoint,
+            "status": status, "latency_ms": round(1000 * elapsed, 3), "model_version": version,
+            "bytes_in": bytes_in,
+        })
+
+
 def _start() -> None:
     g.start = time.perf_counter()
-    incoming = request.headers.get("X-Request-ID", "")
-    g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    g.request_id = request_id_from(request.headers.get("X-Request-ID"))
 
 
 def _finish(response):
@@ -56,16 +73,9 @@ def _finish(response):
         headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
         headers["Access-Control-Expose-Headers"] = "X-Request-ID, X-Model-Version"
         headers["Vary"] = "Origin"
-    endpoint = request.endpoint or "unmatched"
-    status = response.status_code
-    metrics.REQUESTS.labels(endpoint=endpoint, method=request.method, status=str(status)).inc()
-    metrics.LATENCY.labels(endpoint=endpoint).observe(elapsed)
-    if settings.access_log:
-        access_log.info("request", extra={
-            "request_id": request_id, "method": request.method, "path": request.path,
-            "endpoint": endpoint, "status": status, "latency_ms": round(1000 * elapsed, 3),
-            "model_version": version, "bytes_in": request.content_length,
-        })
+    record(settings, request_id=request_id, method=request.method, path=request.path,
+           endpoint=request.endpoint or "unmatched", status=response.status_code, elapsed=elapsed,
+           version=version, bytes_in=request.content_length)
     return response
 
 

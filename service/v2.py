@@ -106,33 +106,36 @@ def model_ready(name: str, version: str | None = None):
 @bp.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None):
     """Run the network on an MNIST-shaped tensor."""
-    header, binary = _split_body()
-    body = _parse_header(header)
-    X = _read_input(body, binary, current_app.config["SETTINGS"].max_tensor_batch)
     served = _served(name, version)
+    header, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH),
+                                request.headers.get("Content-Encoding"))
+    body = parse_header(header)
+    X = read_input(body, binary, current_app.config["SETTINGS"].max_tensor_batch)
     g.model_version = served.version
     probs = served.predict_proba(X)
     metrics.PREDICTIONS.labels(version=served.version).inc(len(probs))
-    return _response(body, served, probs)
+    payload, content_type, headers = encode_response(body, served, probs)
+    return Response(payload, content_type=content_type, headers=headers)
 
 
 # -- request parsing ------------------------------------------------------------
 
 
-def _split_body() -> tuple[bytes, memoryview]:
-    if request.headers.get("Content-Encoding", "identity").lower() != "identity":
+def split_body(raw: bytes, header_length: str | None, encoding: str | None
+               ) -> tuple[bytes, memoryview]:
+    """Return (JSON header, binary tensor data) of an inference request body."""
+    if (encoding or "identity").lower() != "identity":
         raise UnsupportedMediaType("compressed request bodies are not supported")
-    raw = request.get_data(cache=False)
-    length = request.headers.get(HEADER_LENGTH)
-    if length is None:
+    if header_length is None:
         return raw, memoryview(b"")
-    if not length.isdigit() or int(length) > len(raw):
+    if not header_length.isdigit() or int(header_length) > len(raw):
         raise BadRequest(f"{HEADER_LENGTH} must be an integer <= the body length ({len(raw)})")
     view = memoryview(raw)
-    return bytes(view[: int(length)]), view[int(length):]
+    return bytes(view[: int(header_length)]), view[int(header_length):]
 
 
-def _parse_header(header: bytes) -> dict:
+def parse_header(header: bytes) -> dict:
+    """Return the inference request's JSON header, checked for shape."""
     try:
         body = orjson.loads(header)
     except orjson.JSONDecodeError as exc:
@@ -144,11 +147,10 @@ def _parse_header(header: bytes) -> dict:
     for key in ("parameters",):
         if key in body and not isinstance(body[key], dict):
             raise BadRequest(f"'{key}' must be an object")
-    g.v2_request_id = body.get("id")
     return body
 
 
-def _read_input(body: dict, binary: memoryview, max_batch: int) -> np.ndarray:
+def read_input(body: dict, binary: memoryview, max_batch: int) -> np.ndarray:
     """Return float32 (N, 784) pixels in [0, 1] from the request's one input tensor."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
@@ -217,7 +219,8 @@ def _from_json(data: object, datatype: str, n: int) -> np.ndarray:
 # -- response -----------------------------------------------------------------------
 
 
-def _response(body: dict, served: ServedModel, probs: np.ndarray) -> Response:
+def encode_response(body: dict, served: ServedModel, probs: np.ndarray) -> tuple[bytes, str, dict]:
+    """Return (payload, content type, extra headers) of the inference response."""
     requested = body.get("outputs")
     default_binary = bool((body.get("parameters") or {}).get("binary_data_output", False))
     if requested is None:
@@ -249,7 +252,5 @@ def _response(body: dict, served: ServedModel, probs: np.ndarray) -> Response:
         result["id"] = body["id"]
     header = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
-        return Response(header, mimetype="application/json")
-    response = Response(header + b"".join(chunks), mimetype="application/octet-stream")
-    response.headers[HEADER_LENGTH] = str(len(header))
-    return response
+        return header, "application/json", {}
+    return header + b"".join(chunks), "application/octet-stream", {HEADER_LENGTH: str(len(header))}
