@@ -23,7 +23,7 @@ except SettingsError as exc:
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 threads = _settings.threads
-worker_class = "gthread"
+worker_class = _settings.worker_class
 timeout = _settings.timeout
 graceful_timeout = 20
 keepalive = 5

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     work = OUT / f"serve-{stamp}"
     manifests = build_manifests(work / "payloads")
-    env = {"WORKERS": args.workers, "THREADS": args.threads, "LOG_LEVEL": "WARNING"}
+    env = {"WORKERS": args.workers, "THREADS": args.threads}
     servers = [Server("ours", "service:create_app()", 18411,
                       {**env, "ACCESS_LOG": "true"}, work / "ours.log")]
     if not args.no_reference:

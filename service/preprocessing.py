@@ -24,7 +24,7 @@ import warnings
 from struct import error as struct_error
 
 import numpy as np
-from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageFilter, ImageOps, ImageStat, UnidentifiedImageError
 
 from model.data import INPUT_SHAPE, scale_pixels
 
@@ -46,9 +46,9 @@ DEFAULT_MAX_PIXELS = 40_000_000
 BOX = 20  # MNIST fits the digit in a 20x20 box...
 FIELD = INPUT_SHAPE[0]  # ...inside a 28x28 field
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: 13.99, 14.01)
-ANALYSIS_SIDE = 256  # larger uploads are reduced to this long side first (speed)...
+ANALYSIS_SIDE = 160  # larger uploads are reduced to this long side first (speed)...
 MIN_SHORT_SIDE = 96  # ...unless that would leave the short side below this
-COMPONENT_AREA = 48 * 48  # pixels of the coarse grid the speck filter labels
+COMPONENT_AREA = 32 * 32  # pixels of the coarse grid the speck filter labels
 NOISE_SIGMA = 4.0  # above this pixel noise (0..255), images are median-filtered
 MIN_CONTRAST = 24.0  # ink must differ from paper by this much (0..255) or it's blank
 # MNIST strokes are 1.2 to 2.9 px wide (5th-95th percentile at 28x28). Strokes
@@ -116,9 +116,10 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             raise ImageTooLarge(f"the image is {width}x{height} = {width * height:,} pixels; "
                                 f"the limit is {max_pixels:,}")
         if image.format == "JPEG" and _analysis_scale(width, height) <= 0.5:
-            # DCT scaling by 1/2, 1/4 or 1/8 while both sides stay >= the request;
-            # an RGB JPEG is decoded straight to luminance.
-            scale = _analysis_scale(width, height)
+            # DCT scaling by 1/2, 1/4 or 1/8 while both sides stay >= the request
+            # (here 0.6x the analysis size: the coarsest scale wins, decoding at 1/8
+            # costs a fraction of 1/4); an RGB JPEG is decoded straight to luminance.
+            scale = 0.6 * _analysis_scale(width, height)
             image.draft("L" if image.mode in ("RGB", "L") else None,
                         (max(1, int(width * scale)), max(1, int(height * scale))))
         image.load()  # the first frame only; animated files are never iterated
@@ -157,21 +158,14 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     contrasts with the opaque pixels, so a canvas drawing in black (or any
     colour) on transparency keeps its strokes visible.
     """
-    image = _shrink(image)
     mode = image.mode
     if mode == "P" or (mode in ("RGB", "L") and "transparency" in image.info):
         image = image.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = image.convert("RGBA") if mode != "LA" else image
-        alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) * (1.0 / 255.0)
-        gray = np.asarray(rgba.convert("L") if mode != "LA" else rgba.getchannel("L"), dtype=np.float32)
-        if alpha.min() < 0.98:
-            opaque = alpha > 0.5
-            ink = float(gray[opaque].mean()) if opaque.any() else 0.0
-            background = 255.0 if ink < 128.0 else 0.0
-            return gray * alpha + background * (1.0 - alpha)
-        return gray
+        image = _composite(image.convert("RGBA"))  # at full resolution, in Pillow (C)
+        mode = "L"
+    image = _shrink(image)
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float32)
         lo, hi = float(values.min()), float(values.max())
@@ -183,6 +177,24 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
+def _composite(rgba: Image.Image) -> Image.Image:
+    """Return an RGBA image flattened to grayscale over black or white.
+
+    The background is whichever contrasts with the opaque pixels (the strokes
+    of a canvas drawing), so ink of any colour on transparency stays visible.
+    """
+    alpha = rgba.getchannel("A")
+    gray = rgba.convert("L")
+    if alpha.getextrema()[0] >= 250:
+        return gray
+    opaque = alpha.point(lambda a: 255 if a > 127 else 0)
+    stat = ImageStat.Stat(gray, mask=opaque)
+    ink = stat.mean[0] if stat.count[0] else 0.0
+    level = 255 if ink < 128 else 0
+    flat = Image.new("RGBA", rgba.size, (level, level, level, 255))
+    return Image.alpha_composite(flat, rgba).convert("L")
+
+
 def _analysis_scale(width: int, height: int) -> float:
     """Return the scale (<= 1) that brings an image to the analysis resolution."""
     scale = max(ANALYSIS_SIDE / max(width, height), MIN_SHORT_SIDE / min(width, height))
@@ -190,13 +202,13 @@ def _analysis_scale(width: int, height: int) -> float:
 
 
 def _shrink(image: Image.Image) -> Image.Image:
-    """Return a large image box-reduced by an integer factor towards ANALYSIS_SIDE.
+    """Return a large image area-averaged down to the analysis resolution.
 
     Done on the 8-bit image in Pillow (C), before anything becomes a float
     array; modes ``reduce`` does not handle are left to ``_reduce`` later.
     """
-    factor = int(1 / _analysis_scale(*image.size))
-    if factor < 2:
+    scale = _analysis_scale(*image.size)
+    if scale > 0.8:
         return image
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
@@ -204,7 +216,8 @@ def _shrink(image: Image.Image) -> Image.Image:
         image = image.convert("L")
     if image.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
         return image
-    return image.reduce(factor)
+    width, height = image.size
+    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BOX)
 
 
 def _reduce(gray: np.ndarray) -> np.ndarray:
@@ -240,18 +253,23 @@ def _noise_level(values: np.ndarray) -> float:
     return _quantiles(np.abs(np.diff(values)), 0.5)[0] / 0.954
 
 
+_LEVELS = np.arange(256, dtype=np.int64)
+
+
 def _otsu(values: np.ndarray) -> float:
-    """Return Otsu's threshold of values in [0, 255] (maximises between-class variance)."""
-    hist = np.bincount(np.clip(values, 0, 255).astype(np.uint8).ravel(), minlength=256)
-    levels = np.arange(256, dtype=np.float64)
-    weight0 = np.cumsum(hist)
-    weight1 = weight0[-1] - weight0
-    mean0 = np.cumsum(hist * levels)
-    total = mean0[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (total * weight0 / weight0[-1] - mean0) ** 2 / (weight0 * weight1)
-    between[~np.isfinite(between)] = 0.0
-    return float(np.argmax(between)) + 0.5
+    """Return Otsu's threshold of values in [0, 255] (maximises between-class variance).
+
+    With cumulative counts w0 and sums m0 below each level, the between-class
+    variance is proportional to (M * w0 - W * m0)^2 / (w0 * (W - w0)).
+    """
+    hist = np.bincount(values.astype(np.uint8).ravel(), minlength=256)  # values are in [0, 255]
+    w0 = hist.cumsum()
+    m0 = (hist * _LEVELS).cumsum()
+    total_w, total_m = int(w0[-1]), int(m0[-1])
+    numerator = (total_m * w0 - total_w * m0).astype(np.float64) ** 2
+    denominator = (w0 * (total_w - w0)).astype(np.float64)
+    between = np.divide(numerator, denominator, out=np.zeros(256), where=denominator > 0)
+    return float(between.argmax()) + 0.5
 
 
 def _ink(gray: np.ndarray) -> np.ndarray:
@@ -265,57 +283,102 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     keeps the slowly varying paper. Sensor noise and dust are damped by a 3x3
     median filter (noisy images of 64 px and more), and three times the noise
     that remains on the frame is a floor below which nothing counts as ink.
+    A perfectly even frame (synthetic images, canvases, MNIST itself) takes a
+    shortcut: its level is the background and there is no noise to remove.
     """
-    lo, hi = _quantiles(gray, 0.001, 0.999)  # a small digit may be under 1% of the pixels
     border = _border(gray)
+    b_min, b_max = float(border.min()), float(border.max())
+    if b_max - b_min <= 2.0:
+        level = 0.5 * (b_min + b_max)
+        ink = gray - level if level <= 0.5 * (float(gray.min()) + float(gray.max())) else level - gray
+        return np.maximum(ink, 0.0, out=ink)
+    lo, hi = _quantiles(gray, 0.001, 0.999)  # a small digit may be under 1% of the pixels
     if _quantiles(border, 0.5)[0] > (lo + hi) / 2:
         gray = 255.0 - gray
-    border = _border(gray)
+        border = 255.0 - border
     if min(gray.shape) >= 64 and _noise_level(border) > NOISE_SIGMA:
         # Only on noisy images: a median also erases the thinnest strokes.
-        gray = np.asarray(Image.fromarray(gray, mode="F").filter(ImageFilter.MedianFilter(3)),
-                          dtype=np.float32)
+        gray = _median3(gray)
         border = _border(gray)
     b_lo, b_median, b_hi = _quantiles(border, 0.05, 0.5, 0.95)
     if b_hi - b_lo > MIN_CONTRAST and min(gray.shape) >= 32:
         background = _smooth_background(gray)
+        border_residual = _border(gray - background)
     else:
         background = b_median
-    residual = gray - background
+        border_residual = border - b_median
     # 3 sigma of the frame's pixel noise: robust to a digit touching the frame,
     # since the estimate uses neighbour differences, not levels.
-    floor = max(0.0, 3.0 * _noise_level(_border(residual)))
-    return np.maximum(residual - floor, 0.0)
+    floor = max(0.0, 3.0 * _noise_level(border_residual))
+    ink = gray - (background + floor)
+    return np.maximum(ink, 0.0, out=ink)
+
+
+def _filter3(image: np.ndarray, reduce, size: int) -> np.ndarray:
+    """Return ``reduce`` (np.minimum or np.maximum) over a size x size window, separably.
+
+    Windows are clipped at the edges (the same as repeating the border for a
+    minimum or maximum). Far cheaper than Pillow's rank filters, which sort
+    every window.
+    """
+    r = size // 2
+    out = image
+    for axis in (0, 1):
+        src = out
+        out = src.copy()
+        for k in range(1, r + 1):
+            if axis == 0:
+                reduce(out[k:], src[:-k], out=out[k:])
+                reduce(out[:-k], src[k:], out=out[:-k])
+            else:
+                reduce(out[:, k:], src[:, :-k], out=out[:, k:])
+                reduce(out[:, :-k], src[:, k:], out=out[:, :-k])
+    return out
+
+
+def _median3(image: np.ndarray) -> np.ndarray:
+    """Return the 3x3 median filter of ``image`` (edges repeated)."""
+    h, w = image.shape
+    padded = np.pad(image, 1, mode="edge")
+    stack = np.stack([padded[y:y + h, x:x + w] for y in range(3) for x in range(3)])
+    return np.partition(stack, 4, axis=0)[4]
 
 
 def _smooth_background(gray: np.ndarray) -> np.ndarray:
+    """Return the slowly varying paper level: an opening at ~48 px, blurred, resized back."""
     h, w = gray.shape
     small = Image.fromarray(gray, mode="F").resize(
-        (max(8, w * 48 // max(h, w)), max(8, h * 48 // max(h, w))), Image.BOX).convert("L")
-    opened = small.filter(ImageFilter.MinFilter(9)).filter(ImageFilter.MaxFilter(9))
-    smooth = opened.filter(ImageFilter.GaussianBlur(3)).resize((w, h), Image.BILINEAR)
-    return np.asarray(smooth, dtype=np.float32)
+        (max(8, w * 48 // max(h, w)), max(8, h * 48 // max(h, w))), Image.BOX)
+    values = np.asarray(small, dtype=np.float32)
+    opened = _filter3(_filter3(values, np.minimum, 9), np.maximum, 9)
+    smooth = Image.fromarray(opened, mode="F").convert("L").filter(ImageFilter.GaussianBlur(3))
+    return np.asarray(smooth.resize((w, h), Image.BILINEAR), dtype=np.float32)
 
 
 def _label_components(mask: np.ndarray) -> np.ndarray:
     """Return 8-connected component labels of a boolean mask (0 = background).
 
-    Labels propagate as the minimum over each pixel's neighbourhood until
-    nothing changes; on the coarse grid that takes a few dozen
-    vectorised steps.
+    Every pixel starts labelled with its own index and repeatedly takes the
+    smallest label in its 3x3 neighbourhood; after each step, labels jump to
+    their label's label (pointer jumping), so a component converges in a
+    handful of vectorised steps rather than one step per pixel of its length.
+    The label of a component is 1 + the flat index of its first pixel.
     """
     h, w = mask.shape
-    big = np.int32(h * w + 1)
-    labels = np.where(mask, np.arange(1, h * w + 1, dtype=np.int32).reshape(h, w), big)
-    padded = np.full((h + 2, w + 2), big, dtype=np.int32)
-    for _ in range(h * w):
-        padded[1:-1, 1:-1] = labels
-        neighbours = np.minimum.reduce([padded[y:y + h, x:x + w] for y in range(3) for x in range(3)])
-        new = np.where(mask, neighbours, big)
+    big = h * w
+    labels = np.where(mask, np.arange(big, dtype=np.int64).reshape(h, w), big)
+    lookup = np.empty(big + 1, dtype=np.int64)
+    lookup[big] = big
+    for _ in range(big):
+        new = _filter3(labels, np.minimum, 3)
+        new[~mask] = big
+        for _ in range(2):
+            lookup[:big] = new.ravel()
+            new = lookup[new]
         if np.array_equal(new, labels):
             break
         labels = new
-    return np.where(mask, labels, 0)
+    return np.where(mask, labels + 1, 0)
 
 
 def _digit_box(ink: np.ndarray) -> tuple[int, int, int, int, float]:
@@ -426,19 +489,22 @@ def _rank_filter(image: np.ndarray, kind, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image, mode="F").filter(kind(size)), dtype=np.float32)
 
 
+_POSITIONS = np.arange(FIELD, dtype=np.float32)
+
+
 def _centre(digit: np.ndarray) -> np.ndarray:
-    """Return a 28x28 uint8 field with ``digit`` placed so its centre of mass is at (14, 14)."""
+    """Return a 28x28 uint8 field with ``digit`` (values in [0, 255]) placed so
+    its centre of mass is at (14, 14)."""
     h, w = digit.shape
-    mass = digit.sum()
-    ys = np.arange(h, dtype=np.float32)
-    xs = np.arange(w, dtype=np.float32)
-    cy = float(digit.sum(axis=1) @ ys / mass)
-    cx = float(digit.sum(axis=0) @ xs / mass)
-    top = int(np.clip(round(CENTRE - cy), 0, FIELD - h))
-    left = int(np.clip(round(CENTRE - cx), 0, FIELD - w))
-    field = np.zeros(INPUT_SHAPE, dtype=np.float32)
-    field[top:top + h, left:left + w] = digit
-    return np.clip(field + 0.5, 0, 255).astype(np.uint8)
+    rows = digit.sum(axis=1)
+    mass = float(rows.sum())
+    cy = float(rows @ _POSITIONS[:h]) / mass
+    cx = float(digit.sum(axis=0) @ _POSITIONS[:w]) / mass
+    top = min(max(round(CENTRE - cy), 0), FIELD - h)
+    left = min(max(round(CENTRE - cx), 0), FIELD - w)
+    field = np.zeros(INPUT_SHAPE, dtype=np.uint8)
+    field[top:top + h, left:left + w] = digit + 0.5  # rounds to nearest on the cast
+    return field
 
 
 def to_input_array(image: Image.Image) -> np.ndarray:

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="TCP port gunicorn binds to.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
     threads: int = Field(4, ge=1, le=64, description="Threads per worker (gthread worker class).")
+    worker_class: Literal["gthread", "sync", "gevent"] = Field(
+        "gthread", description="gunicorn worker class (see bench/RESULTS.md for the measurements).")
     artifacts_dir: Path = Field(Path("artifacts"), description="Root of the versioned artifacts.")
     model_name: str = Field("mnist", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                             description="Model served: the sub-directory of ARTIFACTS_DIR.")

@@ -74,3 +74,17 @@ def test_network_gradients_match_finite_differences(hidden):
     analytic = [g.copy() for g in net.grads]
     for p, g in zip(net.params, analytic):
         np.testing.assert_allclose(g, numeric_grad(objective, p), rtol=1e-5, atol=1e-8)
+
+
+def test_single_sparse_row_matches_the_dense_path():
+    rng = np.random.default_rng(4)
+    net = MLP([784, 64, 10], rng)
+    X = np.zeros((3, 784), np.float32)
+    X[:, rng.choice(784, 120, replace=False)] = rng.random((3, 120), dtype=np.float32)
+    dense = net.predict_proba(X)  # batch of 3: dense GEMM
+    for i in range(3):
+        single = net.predict_proba(X[i:i + 1])  # one row, 15% ink: sparse path
+        np.testing.assert_allclose(single, dense[i:i + 1], rtol=1e-5, atol=1e-7)
+    full = rng.random((1, 784), dtype=np.float32)  # dense row: the ordinary path
+    np.testing.assert_allclose(net.predict_proba(full), net.predict_proba(np.repeat(full, 2, 0))[:1],
+                               rtol=1e-5, atol=1e-7)
