@@ -192,7 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", default="1,8,32")
     parser.add_argument("--cells", default=",".join(c.name for c in CELLS))
     parser.add_argument("--workers", default=os.environ.get("WORKERS", "2"))
-    parser.add_argument("--threads", default=os.environ.get("THREADS", "4"))
+    parser.add_argument("--threads", default=os.environ.get("THREADS", "2"))
+    parser.add_argument("--worker-class", default=os.environ.get("WORKER_CLASS", "gthread"))
+    parser.add_argument("--worker-connections", default=os.environ.get("WORKER_CONNECTIONS", "16"),
+                        help="per gthread worker; 16 splits wrk's 32 connections evenly")
     parser.add_argument("--no-reference", action="store_true")
     args = parser.parse_args(argv)
     ensure_wrk()
@@ -201,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     work = OUT / f"serve-{stamp}"
     manifests = build_manifests(work / "payloads")
-    env = {"WORKERS": args.workers, "THREADS": args.threads}
+    env = {"WORKERS": args.workers, "THREADS": args.threads, "WORKER_CLASS": args.worker_class,
+           "WORKER_CONNECTIONS": args.worker_connections}
     servers = [Server("ours", "service:create_app()", 18411,
                       {**env, "ACCESS_LOG": "true"}, work / "ours.log")]
     if not args.no_reference:
@@ -245,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": stamp, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}",
         "command": " ".join(["python -m bench.serve", *(argv if argv is not None else sys.argv[1:])]),
         "seconds": args.seconds, "rounds": args.rounds, "workers": args.workers, "threads": args.threads,
+        "worker_class": args.worker_class, "worker_connections": args.worker_connections,
         "rows": table,
     }
     (OUT / f"serve-{stamp}.json").write_text(json.dumps(report, indent=2))

@@ -30,9 +30,14 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address gunicorn binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port gunicorn binds to.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
-    threads: int = Field(4, ge=1, le=64, description="Threads per worker (gthread worker class).")
+    threads: int = Field(2, ge=1, le=64, description="Threads per worker (gthread worker class).")
     worker_class: Literal["gthread", "sync", "gevent"] = Field(
         "gthread", description="gunicorn worker class (see bench/RESULTS.md for the measurements).")
+    worker_connections: int = Field(
+        64, ge=1, le=10_000,
+        description="Most open (keep-alive) connections per gthread worker; also spreads a few "
+                    "busy clients over the workers instead of letting one worker take them all.")
+    keepalive: int = Field(5, ge=0, le=300, description="Seconds an idle keep-alive connection stays open.")
     artifacts_dir: Path = Field(Path("artifacts"), description="Root of the versioned artifacts.")
     model_name: str = Field("mnist", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                             description="Model served: the sub-directory of ARTIFACTS_DIR.")
