@@ -23,8 +23,16 @@ except SettingsError as exc:
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 threads = _settings.threads
-worker_class = _settings.worker_class
+# gthread is gunicorn's thread worker plus queue-wait bookkeeping (service/worker.py),
+# which lets the app shed requests that waited longer than QUEUE_TIMEOUT.
+worker_class = ("service.worker.QueueAwareWorker" if _settings.worker_class == "gthread"
+                else _settings.worker_class)
 timeout = _settings.timeout
+backlog = _settings.backlog
+# Recycling bounds slow growth (fragmentation, caches) in long-lived workers; the
+# jitter keeps the workers from restarting at the same moment.
+max_requests = _settings.max_requests
+max_requests_jitter = _settings.max_requests // 10
 graceful_timeout = 20
 worker_connections = _settings.worker_connections
 keepalive = _settings.keepalive

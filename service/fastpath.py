@@ -8,7 +8,10 @@ headers, metrics and access-log line as the Flask views, at a fraction of
 the cost (no request context, routing, form parser or response object;
 measured in ``bench/RESULTS.md``).
 
-It is optimistic and never answers an error itself. Another route, an
+It is optimistic and never answers an error itself, with one exception:
+under overload (a request that waited longer than ``QUEUE_TIMEOUT`` for a
+thread, see ``worker.py``) any prediction request gets a fast 503 with
+``Retry-After``, before its body is even read. Another route, an
 unusual body (chunked, CORS, a multipart form it does not recognise), a
 missing model, a bad image or any exception: the request goes to Flask with
 its body already read, so every error, limit and edge case has exactly one
@@ -30,6 +33,7 @@ from .preprocessing import preprocess
 from .requestlog import API_HEADERS, record, request_id_from
 from .schemas import prediction_body
 from .v2 import HEADER_LENGTH, encode_response, parse_header, read_input, split_body
+from .worker import queue_wait
 
 __all__ = ["FastPath", "multipart_field"]
 
@@ -98,6 +102,8 @@ class FastPath:
             return self.flask(environ, start_response)
         path = environ.get("PATH_INFO", "")
         query = environ.get("QUERY_STRING", "")
+        if path.startswith(("/v1/predict", "/v2/models/")) and self._overloaded():
+            return self._shed(environ, start_response, path)
         if path == "/v1/predict" and query in ("", "include=input"):
             handler, endpoint = self._predict, "v1.predict"
         elif path.startswith("/v2/models/") and not query and _V2_INFER.match(path):
@@ -125,6 +131,30 @@ class FastPath:
         record(self.settings, request_id=request_id, method="POST", path=path, endpoint=endpoint,
                status=200, elapsed=time.perf_counter() - start, version=version,
                bytes_in=int(length))
+        return [payload]
+
+    def _overloaded(self) -> bool:
+        wait = queue_wait()
+        timeout = self.settings.queue_timeout
+        return wait is not None and timeout > 0 and wait > timeout
+
+    def _shed(self, environ, start_response, path: str):
+        """Answer 503 at once: the request already waited longer than QUEUE_TIMEOUT."""
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        payload = orjson.dumps({
+            "error": f"overloaded: the request waited more than {self.settings.queue_timeout:g} s "
+                     "for a worker; retry later", "code": "overloaded", "status": 503,
+            "request_id": request_id})
+        # Close the connection: the body is not read, and a client that is told to
+        # back off should reconnect later rather than hold a slot.
+        start_response("503 Service Unavailable", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
+            ("Retry-After", "1"), ("Connection", "close"), ("X-Request-ID", request_id),
+            *_STATIC_HEADERS])
+        metrics.SHED.inc()
+        length = environ.get("CONTENT_LENGTH", "")
+        record(self.settings, request_id=request_id, method="POST", path=path, endpoint="shed",
+               status=503, elapsed=0.0, version=None, bytes_in=int(length) if length.isdigit() else None)
         return [payload]
 
     def _predict(self, environ, body: bytes):

@@ -25,6 +25,7 @@ __all__ = [
     "MODEL_LOADS",
     "PREDICTIONS",
     "REQUESTS",
+    "SHED",
     "render",
 ]
 
@@ -36,6 +37,8 @@ LATENCY = Histogram("mnist_http_request_duration_seconds", "Request latency by e
 PREDICTIONS = Counter("mnist_predictions_total", "Images classified, by model version.", ["version"])
 IMAGES = Counter("mnist_image_errors_total", "Uploads rejected by preprocessing, by error code.",
                  ["code"])
+SHED = Counter("mnist_shed_requests_total",
+               "Prediction requests answered 503 because they waited longer than QUEUE_TIMEOUT.")
 MODEL_LOADS = Counter("mnist_model_loads_total", "Model version loads by result.", ["result"])
 ACTIVE_VERSION = Gauge("mnist_model_active_version", "Version served by each worker process.",
                        multiprocess_mode="liveall")

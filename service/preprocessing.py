@@ -452,6 +452,10 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
     ------
     BlankImage : no ink that differs from the background.
     """
+    if image.mode == "L" and image.size == INPUT_SHAPE[::-1]:
+        ready = _already_mnist(np.asarray(image))
+        if ready is not None:
+            return ready
     gray = _reduce(_to_gray(image))
     ink = _ink(gray)
     if ink.max() < MIN_CONTRAST:
@@ -482,6 +486,29 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
     resample = Image.BOX if scale < 1.0 else Image.BILINEAR
     small = np.asarray(Image.fromarray(crop, mode="F").resize((new_w, new_h), resample), dtype=np.float32)
     return _centre(small)
+
+
+def _already_mnist(digit: np.ndarray) -> np.ndarray | None:
+    """Return a 28x28 uint8 image unchanged if it is already in MNIST's form, else None.
+
+    MNIST form: black frame, white ink reaching full intensity, the digit's
+    longer side 19-20 px, its centre of mass within half a pixel of (14, 14).
+    Running the full normalisation on such an image would only resample it.
+    """
+    if digit[0].any() or digit[-1].any() or digit[:, 0].any() or digit[:, -1].any() \
+            or digit.max() < 200:
+        return None
+    rows = digit.sum(axis=1, dtype=np.float32)
+    cols = digit.sum(axis=0, dtype=np.float32)
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
+    if max(ys[-1] - ys[0], xs[-1] - xs[0]) + 1 not in (19, BOX):
+        return None
+    mass = float(rows.sum())
+    cy = float(rows @ _POSITIONS) / mass
+    cx = float(cols @ _POSITIONS) / mass
+    if abs(cy - CENTRE) > 0.5 or abs(cx - CENTRE) > 0.5:
+        return None
+    return digit
 
 
 def _rank_filter(image: np.ndarray, kind, size: int) -> np.ndarray:

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
         description="Most open (keep-alive) connections per gthread worker; also spreads a few "
                     "busy clients over the workers instead of letting one worker take them all.")
     keepalive: int = Field(5, ge=0, le=300, description="Seconds an idle keep-alive connection stays open.")
+    queue_timeout: float = Field(
+        1.0, ge=0, le=300,
+        description="Predictions that waited longer than this for a thread get a fast 503 with "
+                    "Retry-After instead of being served late (gthread only; 0 = never shed).")
+    backlog: int = Field(256, ge=1, le=65_535, description="Pending connections the kernel queues.")
+    max_requests: int = Field(
+        20_000, ge=0, le=10_000_000,
+        description="Recycle a worker after this many requests (plus up to 10% jitter); 0 = never.")
     artifacts_dir: Path = Field(Path("artifacts"), description="Root of the versioned artifacts.")
     model_name: str = Field("mnist", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                             description="Model served: the sub-directory of ARTIFACTS_DIR.")

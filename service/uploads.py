@@ -40,7 +40,8 @@ def _decode_base64(text: object) -> bytes:
         if not header.endswith(";base64"):
             raise BadRequest("a data URL in 'image' must be base64-encoded")
     try:
-        return base64.b64decode(text, validate=True)
+        # Line breaks and spaces are common (base64 wraps at 76 columns): drop them.
+        return base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
         raise BadRequest("'image' is not valid base64") from None
 
