@@ -41,11 +41,11 @@ def configure_logging(level: str = "INFO") -> None:
 
     A record is made for every request, so the costs the JSON lines never use
     are switched off, as the logging HOWTO's "Optimization" section suggests:
-    the caller lookup (a stack walk) and the thread/process name lookups.
+    the caller lookup (a stack walk) and the thread and multiprocessing name
+    lookups. (Process ids stay: gunicorn's own log lines print them.)
     """
     logging._srcfile = None
     logging.logThreads = False
-    logging.logProcesses = False
     logging.logMultiprocessing = False
     logger = logging.getLogger("service")
     logger.setLevel(level)

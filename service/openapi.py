@@ -57,8 +57,8 @@ _IMAGE_BODY = {
 _INCLUDE = {"name": "include", "in": "query", "required": False,
             "description": "'input' adds the 28x28 image the network saw as a PNG data URL.",
             "schema": {"type": "string", "enum": ["input"]}}
-_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-_VERSION = {"name": "version", "in": "path", "required": True, "schema": {"type": "string"}}
+_VERSION = {"name": "version", "in": "path", "required": True,
+            "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}}
 _BEARER = [{"bearer": []}]
 
 
@@ -72,8 +72,9 @@ def _v2_model_paths(suffix: str, params: list) -> dict:
         f"/v2/models/{{name}}{suffix}/ready": {
             "get": {"tags": ["v2"], "summary": "Model readiness", "operationId": f"v2ModelReady{len(params)}",
                     "parameters": params,
-                    "responses": {"200": _json({"type": "object"}), "503": _json({"type": "object"},
-                                                                                 "Not ready"),
+                    "responses": {"200": _json({"type": "object"}),
+                                  **({"503": _json({"type": "object"}, "Not ready")} if not params[1:]
+                                     else {}),
                                   **_errors(404)}},
         },
         f"/v2/models/{{name}}{suffix}/infer": {
@@ -97,9 +98,11 @@ def _v2_model_paths(suffix: str, params: list) -> dict:
     }
 
 
-@lru_cache(maxsize=1)
-def openapi_document() -> dict:
-    """Return the OpenAPI document (built once per process)."""
+@lru_cache(maxsize=4)
+def openapi_document(model_name: str = "mnist") -> dict:
+    """Return the OpenAPI document for a server of ``model_name`` (built once per process)."""
+    name = {"name": "name", "in": "path", "required": True,
+            "schema": {"type": "string", "enum": [model_name]}}
     _, defs = models_json_schema([(m, "serialization") for m in _MODELS],
                                  ref_template="#/components/schemas/{model}")
     paths = {
@@ -151,8 +154,8 @@ def openapi_document() -> dict:
                                      "operationId": "v2Ready",
                                      "responses": {"200": _json({"type": "object"}),
                                                    "503": _json({"type": "object"}, "Not ready")}}},
-        **_v2_model_paths("", [_NAME]),
-        **_v2_model_paths("/versions/{version}", [_NAME, _VERSION]),
+        **_v2_model_paths("", [name]),
+        **_v2_model_paths("/versions/{version}", [name, _VERSION]),
     }
     return {
         "openapi": "3.1.0",

@@ -24,6 +24,12 @@ HOW_TO_SEND = ("send multipart/form-data with the file in field 'image', a raw b
                "image/* Content-Type, or JSON {\"image\": \"<base64>\"}")
 
 
+def _fields(request: Request, most: int = 10) -> list[str]:
+    """Return up to ``most`` field names of a multipart form, for error messages."""
+    names = sorted({str(name) for name in (*request.files, *request.form)})
+    return names[:most] + ([f"... {len(names) - most} more"] if len(names) > most else [])
+
+
 def parse_json(request: Request) -> object:
     """Return the request body parsed as JSON (400 when it is not valid JSON)."""
     try:
@@ -52,8 +58,8 @@ def read_image(request: Request) -> tuple[bytes, str | None]:
     if mimetype == "multipart/form-data":
         files = request.files.getlist("image")
         if not files:
-            fields = sorted(set(request.files) | set(request.form))
-            raise BadRequest(f"no file in multipart field 'image' (fields sent: {fields}); {HOW_TO_SEND}")
+            raise BadRequest(f"no file in multipart field 'image' (fields sent: {_fields(request)}); "
+                             f"{HOW_TO_SEND}")
         if len(files) > 1:
             raise BadRequest("send one file in field 'image'; use /v1/predict/batch for several")
         return files[0].read(), files[0].filename
@@ -77,8 +83,7 @@ def read_batch(request: Request, max_images: int) -> list[tuple[bytes, str | Non
             "with the files in the repeated field 'images'")
     files = request.files.getlist("images")
     if not files:
-        fields = sorted(set(request.files) | set(request.form))
-        raise BadRequest(f"no files in multipart field 'images' (fields sent: {fields})")
+        raise BadRequest(f"no files in multipart field 'images' (fields sent: {_fields(request)})")
     if len(files) > max_images:
         raise PayloadTooLarge(f"{len(files)} images in one batch; the limit is {max_images}")
     return [(f.read(), f.filename) for f in files]

@@ -29,26 +29,38 @@ def _model_ref(served: ServedModel) -> dict:
     return {"name": served.name, "version": served.version}
 
 
+INCLUDE_OPTIONS = {"input"}
+
+
 def _include_input() -> bool:
-    return "input" in request.args.get("include", "").split(",")
+    """Return whether ?include= asks for the input image (400 for unknown options)."""
+    if "include" not in request.args:
+        return False
+    wanted = set(request.args.get("include").split(","))
+    unknown = wanted - INCLUDE_OPTIONS
+    if unknown:
+        raise BadRequest(f"unknown include option(s) {sorted(unknown)}; known: {sorted(INCLUDE_OPTIONS)}")
+    return "input" in wanted
 
 
 @bp.post("/predict")
 def predict():
     """Classify one uploaded image."""
+    with_input = _include_input()
     data, _ = read_image(request)
     served = current_model()
     digit = preprocess(data, current_app.config["SETTINGS"].max_image_pixels)
     probs = served.predict_proba(scale_pixels(digit[None]))
     metrics.PREDICTIONS.labels(version=served.version).inc()
     return jsonify(prediction_body(probs[0], served.labels, _model_ref(served),
-                                   digit if _include_input() else None))
+                                   digit if with_input else None))
 
 
 @bp.post("/predict/batch")
 def predict_batch():
     """Classify many images; a bad image fails alone, in its slot."""
     settings = current_app.config["SETTINGS"]
+    with_input = _include_input()
     uploads = read_batch(request, settings.max_batch_images)
     served = current_model()
     items: list[dict | None] = [None] * len(uploads)
@@ -63,7 +75,6 @@ def predict_batch():
     ref = _model_ref(served)
     if digits:
         probs = served.predict_proba(scale_pixels(np.stack(digits)))
-        with_input = _include_input()
         for row, i, digit in zip(probs, good, digits):
             items[i] = prediction_body(row, served.labels, ref, digit if with_input else None)
         metrics.PREDICTIONS.labels(version=served.version).inc(len(digits))

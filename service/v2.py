@@ -95,11 +95,21 @@ def model_ready(name: str, version: str | None = None):
     registry = get_registry()
     if name != registry.store.name:
         raise ModelNotFound(f"unknown model {name!r}; this server serves {registry.store.name!r}")
-    served = registry.current()
-    is_ready = served is not None and (version is None or served.version == version)
-    response = jsonify({"name": name, "ready": is_ready})
-    response.status_code = 200 if is_ready else 503
-    return response
+    if version is None:
+        is_ready = registry.current() is not None
+        response = jsonify({"name": name, "ready": is_ready})
+        response.status_code = 200 if is_ready else 503
+        return response
+    # A specific version is ready when it exists and passes validation (it is then
+    # served by the versioned infer route, active or not).
+    try:
+        registry.get(version)
+        is_ready = True
+    except VersionNotFound as exc:
+        raise ModelNotFound(str(exc)) from None
+    except InvalidArtifact:
+        is_ready = False
+    return jsonify({"name": name, "version": version, "ready": is_ready})
 
 
 @bp.post("/models/<name>/infer")
