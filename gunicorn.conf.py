@@ -29,8 +29,10 @@ worker_class = ("service.worker.QueueAwareWorker" if _settings.worker_class == "
                 else _settings.worker_class)
 timeout = _settings.timeout
 backlog = _settings.backlog
-# Recycling bounds slow growth (fragmentation, caches) in long-lived workers; the
-# jitter keeps the workers from restarting at the same moment.
+# Recycling would bound slow growth in long-lived workers, but the soak finds none
+# (RELIABILITY.md) and a recycling gthread worker drops the keep-alive requests
+# queued behind it, so it is off unless MAX_REQUESTS is set; the jitter then keeps
+# the workers from restarting at the same moment.
 max_requests = _settings.max_requests
 max_requests_jitter = _settings.max_requests // 10
 graceful_timeout = 20

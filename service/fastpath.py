@@ -140,19 +140,21 @@ class FastPath:
 
     def _shed(self, environ, start_response, path: str):
         """Answer 503 at once: the request already waited longer than QUEUE_TIMEOUT."""
+        length = environ.get("CONTENT_LENGTH", "")
+        if length.isdigit() and int(length) <= self.settings.max_upload_bytes:
+            # Drain the body (memory speed) so the connection stays usable: gunicorn
+            # closes a connection whose large body was not read, and the reset that
+            # follows can destroy this answer on its way to the client.
+            _read(environ["wsgi.input"], int(length))
         request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         payload = orjson.dumps({
             "error": f"overloaded: the request waited more than {self.settings.queue_timeout:g} s "
                      "for a worker; retry later", "code": "overloaded", "status": 503,
             "request_id": request_id})
-        # Close the connection: the body is not read, and a client that is told to
-        # back off should reconnect later rather than hold a slot.
         start_response("503 Service Unavailable", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
-            ("Retry-After", "1"), ("Connection", "close"), ("X-Request-ID", request_id),
-            *_STATIC_HEADERS])
+            ("Retry-After", "1"), ("X-Request-ID", request_id), *_STATIC_HEADERS])
         metrics.SHED.inc()
-        length = environ.get("CONTENT_LENGTH", "")
         record(self.settings, request_id=request_id, method="POST", path=path, endpoint="shed",
                status=503, elapsed=0.0, version=None, bytes_in=int(length) if length.isdigit() else None)
         return [payload]

@@ -44,8 +44,10 @@ class Settings(BaseSettings):
                     "Retry-After instead of being served late (gthread only; 0 = never shed).")
     backlog: int = Field(256, ge=1, le=65_535, description="Pending connections the kernel queues.")
     max_requests: int = Field(
-        20_000, ge=0, le=10_000_000,
-        description="Recycle a worker after this many requests (plus up to 10% jitter); 0 = never.")
+        0, ge=0, le=10_000_000,
+        description="Recycle a worker after this many requests (plus up to 10% jitter); 0 = never. "
+                    "Off by default: the soak shows no growth to bound, and a recycling gthread "
+                    "worker drops the keep-alive requests queued behind it.")
     artifacts_dir: Path = Field(Path("artifacts"), description="Root of the versioned artifacts.")
     model_name: str = Field("mnist", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
                             description="Model served: the sub-directory of ARTIFACTS_DIR.")

@@ -1,7 +1,8 @@
 """Hot swap against a real gunicorn with several workers, under continuous traffic.
 
 While clients keep predicting, a new version appears, a corrupt one appears,
-a version is pinned and unpinned. Every response must succeed, name a version
+a version is pinned and unpinned, the artifacts directory vanishes for a
+moment and comes back. Every response must succeed, name a version
 that was legitimately active in that phase, carry that version's prediction
 (so nothing mixes two models), and all workers must converge.
 """
@@ -128,7 +129,16 @@ def test_hot_swap_under_traffic(tmp_path):
         t_unpinned = wait_converged(url, 2, workers)
         time.sleep(0.5)
 
-        # 5. A fixed-up version 4 arrives while the corrupt 3 stays: 4 is served.
+        # 5. The artifacts directory is briefly unreadable (gone): version 2 keeps serving.
+        t_gone = time.monotonic()
+        (artifacts / "mnist").rename(artifacts / "mnist.away")
+        time.sleep(1.5)
+        (artifacts / "mnist.away").rename(artifacts / "mnist")
+        t_back = time.monotonic()
+        time.sleep(0.5)
+        assert set(worker_versions(url).values()) == {2.0}
+
+        # 6. A fixed-up version 4 arrives while the corrupt 3 stays: 4 is served.
         assert publish_constant(artifacts, hot=8) == "4"
         wait_converged(url, 4, workers)
         time.sleep(0.5)
@@ -144,7 +154,7 @@ def test_hot_swap_under_traffic(tmp_path):
     phases = [
         (t_publish, t_converged, {"1", "2"}), (t_converged + 0.3, t_corrupt, {"2"}),
         (t_corrupt, t_pin, {"2"}), (t_pinned + 0.3, t_unpin, {"1"}),
-        (t_unpinned + 0.3, t_unpinned + 0.5, {"2"}),
+        (t_unpinned + 0.3, t_gone, {"2"}), (t_gone, t_back + 0.5, {"2"}),
     ]
     for start, end, allowed in phases:
         seen = {v for t, _, v, _ in results if start <= t < end}

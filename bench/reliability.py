@@ -1,0 +1,308 @@
+"""Reliability runs: load, soak, a worker killed under load, overload.
+
+    python -m bench.reliability load      [--seconds 60]   mixed traffic at 32 connections
+    python -m bench.reliability soak      [--seconds 600]  RSS and file descriptors over time,
+                                                          with model reloads in between
+    python -m bench.reliability kill      [--seconds 20]   kill -9 a worker mid-load
+    python -m bench.reliability overload  [--seconds 15]   far more connections than capacity
+    python -m bench.reliability all                        each of the above, CI-sized
+
+Every run starts its own gunicorn on 127.0.0.1 (processes are tracked by PID,
+never by name), drives it with wrk (Debian's; installed if missing) through
+``wrk_status.lua``, which counts statuses and the model version of every
+answer, prints its figures and returns them as a dict, so the tests in
+``tests/test_reliability.py`` can run short variants and assert on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+from bench.serve import build_manifests, ensure_wrk
+
+REPO = Path(__file__).resolve().parents[1]
+LUA = REPO / "bench" / "wrk_status.lua"
+# The traffic mix: how many times each cell's requests appear in the rotation.
+MIX = {"predict_png28": 6, "predict_canvas280": 1, "predict_jpeg1mp": 1, "v2_json1": 2,
+       "v2_binary256": 1, "batch64": 1}
+TOKEN = "reliability-admin-token-0123456789"
+
+
+# -- the server --------------------------------------------------------------------
+
+
+class Gunicorn:
+    """A gunicorn master we started, with its workers found through /proc."""
+
+    def __init__(self, artifacts: Path, port: int, log: Path, **env):
+        self.url = f"http://127.0.0.1:{port}"
+        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "ARTIFACTS_DIR": str(artifacts),
+                    "ADMIN_TOKEN": TOKEN, "ACCESS_LOG": "false", "POLL_INTERVAL": "0.5",
+                    **{k: str(v) for k, v in env.items()}}
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self._log = open(log, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "service:create_app()"],
+            cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.log_path = log
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def workers(self) -> list[int]:
+        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
+        try:
+            return [int(p) for p in children.read_text().split()]
+        except OSError:
+            return []
+
+    def wait_ready(self, workers: int, timeout: float = 30) -> None:
+        """Wait until ``workers`` workers each report a loaded model in /metrics."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                text = requests.get(self.url + "/metrics", timeout=1).text
+                if text.count("mnist_model_active_version{") >= workers:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("gunicorn workers not ready")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def _serves(url: str, pid: int) -> bool:
+    """Return whether worker ``pid`` has reported a loaded model (its gauge in /metrics)."""
+    try:
+        return f'mnist_model_active_version{{pid="{pid}"}}' in requests.get(url + "/metrics", timeout=1).text
+    except requests.RequestException:
+        return False
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# -- traffic ---------------------------------------------------------------------------
+
+
+def mixed_manifest(directory: Path) -> Path:
+    """Write the request bodies and a manifest mixing the endpoints as in MIX."""
+    manifests = build_manifests(directory)
+    lines = []
+    for cell, weight in MIX.items():
+        lines.extend(manifests[cell].read_text().splitlines() * weight)
+    path = directory / "mixed.manifest"
+    # Interleave so that every stretch of the rotation holds every kind of request.
+    random.Random(0).shuffle(lines)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10) -> dict:
+    """Run wrk and return its summary: requests, statuses, versions, errors, latency."""
+    threads = min(2, connections)
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(round(seconds)))}s",
+         "--timeout", f"{int(timeout)}s", "-s", str(LUA), url, "--", str(manifest)],
+        capture_output=True, text=True, timeout=seconds + 120)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
+    result = json.loads(line[len("WRK_JSON "):])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    result["socket_errors"] = sum(result[k] for k in ("connect", "read", "write", "timeout"))
+    result["failed"] = result["socket_errors"] + sum(
+        n for status, n in result["statuses"].items() if not status.startswith("2"))
+    return result
+
+
+def _fmt(result: dict) -> str:
+    return (f"{result['requests']:,} requests, {result['rps']:,.0f}/s, p50 {result['p50_us'] / 1000:.1f} ms, "
+            f"p99 {result['p99_us'] / 1000:.1f} ms, max {result['max_us'] / 1000:.0f} ms, "
+            f"statuses {result['statuses']}, socket errors {result['socket_errors']}")
+
+
+class Scenario:
+    """A scratch artifacts directory (a copy of the bundled model), payloads, a port."""
+
+    def __init__(self, workdir: Path | None = None, port: int = 18610):
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="mnist-reliability-"))
+        self.artifacts = self.dir / "artifacts"
+        if not self.artifacts.exists():
+            shutil.copytree(REPO / "artifacts", self.artifacts)
+        self.manifest = mixed_manifest(self.dir / "payloads")
+        self.port = port
+
+    def server(self, name: str, **env) -> Gunicorn:
+        return Gunicorn(self.artifacts, self.port, self.dir / f"{name}.log", **env)
+
+
+# -- the runs ----------------------------------------------------------------------------
+
+
+def load(scenario: Scenario, seconds: float = 60, connections: int = 32) -> dict:
+    server = scenario.server("load")
+    try:
+        server.wait_ready(2)
+        result = wrk(server.url, scenario.manifest, connections, seconds)
+    finally:
+        server.stop()
+    print(f"load ({seconds:g} s, {connections} connections, mixed traffic): {_fmt(result)}")
+    return result
+
+
+def soak(scenario: Scenario, seconds: float = 600, reloads: int = 200, slices: int = 10) -> dict:
+    """Traffic in slices; between slices, model reloads (pin 1 <-> 2); RSS and fds per worker."""
+    shutil.copytree(scenario.artifacts / "mnist" / "1", scenario.artifacts / "mnist" / "2",
+                    dirs_exist_ok=True)
+    server = scenario.server("soak", MAX_REQUESTS=0, POLL_INTERVAL=0.05)
+    samples = []
+    try:
+        server.wait_ready(2)
+        wrk(server.url, scenario.manifest, 16, 5)  # warm-up: caches, allocator pools
+        workers = server.workers()
+
+        def sample(done: int) -> None:
+            time.sleep(0.5)  # let the load generator's connections close
+            samples.append({"requests": done, "rss_kb": [rss_kb(p) for p in workers],
+                            "fds": [open_fds(p) for p in workers]})
+
+        total = 0
+        sample(0)
+        per_slice_reloads = max(1, reloads // slices)
+        failed = 0
+        for _ in range(slices):
+            result = wrk(server.url, scenario.manifest, 16, seconds / slices)
+            total += result["requests"]
+            failed += result["failed"]
+            for i in range(per_slice_reloads):  # every pin makes every worker load a version
+                version = "2" if i % 2 == 0 else "1"
+                r = requests.put(server.url + "/v1/models/active", json={"version": version},
+                                 headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+                r.raise_for_status()
+                time.sleep(0.12)  # > POLL_INTERVAL: the other worker follows
+            sample(total)
+        if server.workers() != workers:
+            raise RuntimeError("a worker was replaced during the soak")
+    finally:
+        server.stop()
+    first, last = samples[1], samples[-1]  # from after the first slice (allocator warm)
+    span = max(1, last["requests"] - first["requests"])
+    growth = [(b - a) / span * 10_000 for a, b in zip(first["rss_kb"], last["rss_kb"])]
+    fd_change = [b - a for a, b in zip(samples[0]["fds"], last["fds"])]
+    report = {"requests": total, "failed": failed, "reloads": reloads, "samples": samples,
+              "rss_growth_kb_per_10k": growth, "fd_change": fd_change}
+    print(f"soak: {total:,} requests, {failed} failed, {reloads} pins (each reloads every worker); "
+          f"RSS per worker {[s // 1024 for s in last['rss_kb']]} MB, growth "
+          f"{[round(g, 1) for g in growth]} KB per 10k requests; open fds "
+          f"{samples[0]['fds']} -> {last['fds']}")
+    return report
+
+
+def kill_worker(scenario: Scenario, seconds: float = 20, connections: int = 32) -> dict:
+    """kill -9 one worker a third into a load run; count failures and time the recovery."""
+    server = scenario.server("kill", WORKERS=2)
+    result_box: dict = {}
+    try:
+        server.wait_ready(2)
+        load_thread = threading.Thread(
+            target=lambda: result_box.update(wrk(server.url, scenario.manifest, connections, seconds)))
+        load_thread.start()
+        time.sleep(seconds / 3)
+        victim = server.workers()[0]
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        recovered = None
+        while time.monotonic() - killed_at < seconds:
+            workers = server.workers()
+            if victim not in workers and len(workers) == 2 and all(
+                    _serves(server.url, pid) for pid in workers):
+                recovered = time.monotonic() - killed_at
+                break
+            time.sleep(0.05)
+        load_thread.join(seconds + 60)
+        replaced = victim not in server.workers() and len(server.workers()) == 2
+    finally:
+        server.stop()
+    result = result_box
+    result.update(recovery_seconds=recovered, replaced=replaced)
+    print(f"kill -9 worker {victim} under load: {_fmt(result)}; failed {result['failed']}; "
+          f"its replacement had the model loaded {recovered:.2f} s later")
+    return result
+
+
+def overload(scenario: Scenario, seconds: float = 15, connections: int = 512,
+             queue_timeout: float = 0.1) -> dict:
+    """Many more connections than the workers can serve; the excess is shed with 503."""
+    server = scenario.server("overload", QUEUE_TIMEOUT=queue_timeout, WORKER_CONNECTIONS=1000,
+                             BACKLOG=2048)
+    try:
+        server.wait_ready(2)
+        result = wrk(server.url, scenario.manifest, connections, seconds, timeout=10)
+        text = requests.get(server.url + "/metrics", timeout=5).text
+    finally:
+        server.stop()
+    shed = next((float(ln.split()[-1]) for ln in text.splitlines()
+                 if ln.startswith("mnist_shed_requests_total ")), 0.0)
+    result["shed"] = shed
+    print(f"overload ({connections} connections, QUEUE_TIMEOUT {queue_timeout:g} s): {_fmt(result)}; "
+          f"shed {shed:.0f}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", choices=["load", "soak", "kill", "overload", "all"])
+    parser.add_argument("--seconds", type=float)
+    args = parser.parse_args(argv)
+    ensure_wrk()
+    scenario = Scenario()
+    try:
+        if args.run in ("load", "all"):
+            load(scenario, args.seconds or (60 if args.run == "load" else 20))
+        if args.run in ("soak", "all"):
+            soak(scenario, args.seconds or (600 if args.run == "soak" else 60))
+        if args.run in ("kill", "all"):
+            kill_worker(scenario, args.seconds or 20)
+        if args.run in ("overload", "all"):
+            overload(scenario, args.seconds or 15)
+    finally:
+        shutil.rmtree(scenario.dir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
