@@ -4,12 +4,12 @@
 #   docker run --rm -p 8000:8000 --read-only --tmpfs /tmp mnist-service
 #   docker run --rm ... mnist-service python train.py --help
 #
-# Two stages: "builder" installs the dependencies from pyproject.toml into a
+# Two stages: "builder" installs the dependencies from requirements.lock into a
 # virtual environment at /opt/venv; "runtime" is the same slim base with that
 # venv, the source files the service runs from (as `make run` does) and the
 # bundled artifact, and no compilers, pip or build tools. The venv holds only
 # dependencies, so its 150 MB layer stays cached, and is shared by every
-# image, until pyproject.toml changes; a code change rebuilds and ships a few
+# image, until requirements.lock changes; a code change rebuilds and ships a few
 # hundred KB. Written for the classic builder and BuildKit alike (no
 # RUN --mount, no heredocs, no COPY --chmod).
 
@@ -34,7 +34,8 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 
-# The dependencies, from pyproject.toml alone. Then drop what only installing
+# The dependencies, pinned in requirements.lock (reproducible builds; the set
+# scripts/audit-deps.sh audits). Then drop what only installing
 # needed: pip and setuptools, the packages' own test suites, type stubs, and
 # the debugging symbols of extension modules (fontTools' and kiwisolver's
 # alone are 15 MB). No .pyc files (--no-compile, 33 MB): they cost about
@@ -45,10 +46,8 @@ WORKDIR /src
 # service does not accept. The plot smoke test below proves the rest works.
 # Files that auditwheel rewrote with patchelf (those with an RPATH, and the
 # vendored *.libs) are not stripped: strip corrupts them.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && pip install --no-cache-dir --no-compile -r /tmp/requirements.txt \
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --no-compile -r requirements.lock \
  && pip uninstall --yes pip setuptools \
  && find /opt/venv -depth -type d -name tests -exec rm -rf '{}' + \
  && find /opt/venv -name '*.pyi' -delete \

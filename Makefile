@@ -5,16 +5,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test bench venv clean validate-deploy container-test
+.PHONY: run test bench venv clean validate-deploy container-test audit
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
-# Runtime dependencies only (what `make run` needs), then the test extras.
-$(VENV)/.runtime: pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e .
+# Runtime dependencies only (what `make run` needs, pinned by requirements.lock),
+# then the test extras.
+$(VENV)/.runtime: pyproject.toml requirements.lock | $(PY)
+	$(PY) -m pip install --quiet -r requirements.lock -e .
 	touch $@
 
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
@@ -34,6 +35,9 @@ validate-deploy:
 
 container-test:
 	bash scripts/container-test.sh
+
+audit:
+	bash scripts/audit-deps.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
