@@ -9,8 +9,8 @@
 
 Every run starts its own gunicorn on 127.0.0.1 (processes are tracked by PID,
 never by name), drives it with wrk (Debian's; installed if missing) through
-``wrk_status.lua``, which counts statuses and the model version of every
-answer, prints its figures and returns them as a dict, so the tests in
+``wrk_rotate.lua`` with counting on (statuses and the model version of every
+answer), prints its figures and returns them as a dict, so the tests in
 ``tests/test_reliability.py`` can run short variants and assert on them.
 """
 
@@ -31,10 +31,9 @@ from pathlib import Path
 
 import requests
 
-from bench.serve import build_manifests, ensure_wrk
+from bench.serve import Server, build_manifests, ensure_wrk, run_wrk
 
 REPO = Path(__file__).resolve().parents[1]
-LUA = REPO / "bench" / "wrk_status.lua"
 # The traffic mix: how many times each cell's requests appear in the rotation.
 MIX = {"predict_png28": 6, "predict_canvas280": 1, "predict_jpeg1mp": 1, "v2_json1": 2,
        "v2_binary256": 1, "batch64": 1}
@@ -44,19 +43,13 @@ TOKEN = "reliability-admin-token-0123456789"
 # -- the server --------------------------------------------------------------------
 
 
-class Gunicorn:
-    """A gunicorn master we started, with its workers found through /proc."""
+class Gunicorn(Server):
+    """Our service under gunicorn, with its workers found through /proc."""
 
     def __init__(self, artifacts: Path, port: int, log: Path, **env):
-        self.url = f"http://127.0.0.1:{port}"
-        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "ARTIFACTS_DIR": str(artifacts),
-                    "ADMIN_TOKEN": TOKEN, "ACCESS_LOG": "false", "POLL_INTERVAL": "0.5",
-                    **{k: str(v) for k, v in env.items()}}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self._log = open(log, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", "service:create_app()"],
-            cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT)
+        super().__init__("service", "service:create_app()", port, {
+            "ARTIFACTS_DIR": str(artifacts), "ADMIN_TOKEN": TOKEN, "ACCESS_LOG": "false",
+            "POLL_INTERVAL": "0.5", **{k: str(v) for k, v in env.items()}}, log)
         self.log_path = log
 
     @property
@@ -84,16 +77,6 @@ class Gunicorn:
                 pass
             time.sleep(0.1)
         raise TimeoutError("gunicorn workers not ready")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 def _serves(url: str, pid: int) -> bool:
@@ -132,18 +115,9 @@ def mixed_manifest(directory: Path) -> Path:
 
 
 def wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10) -> dict:
-    """Run wrk and return its summary: requests, statuses, versions, errors, latency."""
-    threads = min(2, connections)
-    out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(round(seconds)))}s",
-         "--timeout", f"{int(timeout)}s", "-s", str(LUA), url, "--", str(manifest)],
-        capture_output=True, text=True, timeout=seconds + 120)
-    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
-    result = json.loads(line[len("WRK_JSON "):])
-    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["socket_errors"] = sum(result[k] for k in ("connect", "read", "write", "timeout"))
+    """Run wrk, counting statuses; return requests, statuses, versions, errors, latency."""
+    result = run_wrk(url, manifest, connections, seconds, timeout=timeout, count=True)
+    result["socket_errors"] = result["errors"] - result["status"]
     result["failed"] = result["socket_errors"] + sum(
         n for status, n in result["statuses"].items() if not status.startswith("2"))
     return result

@@ -163,11 +163,14 @@ class Server:
         self.log.close()
 
 
-def run_wrk(url: str, manifest: Path, connections: int, seconds: float) -> dict:
+def run_wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10,
+            count: bool = False) -> dict:
+    """Run wrk with ``wrk_rotate.lua`` and return its summary (plus rps and total errors)."""
     threads = min(2, connections)
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{int(round(seconds))}s", "--timeout", "10s",
-           "-s", str(LUA), url, "--", str(manifest)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, cwd=REPO)
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(round(seconds)))}s",
+           "--timeout", f"{int(timeout)}s", "-s", str(LUA), url, "--", str(manifest),
+           *(["count"] if count else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, cwd=REPO)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
@@ -214,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for server in servers:
             server.wait_ready()
+        for server in servers:  # warm up: every worker booted, caches and allocators primed
+            for cell in cells:
+                run_wrk(server.url, manifests[cell.name], 8, 2)
         print(f"# {len(cells)} cells x {len(connections)} concurrencies x {args.rounds} rounds x "
               f"{len(servers)} servers, {args.seconds:g} s each", file=sys.stderr)
         for round_ in range(args.rounds):
