@@ -314,7 +314,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     return np.maximum(ink, 0.0, out=ink)
 
 
-def _filter3(image: np.ndarray, reduce, size: int) -> np.ndarray:
+def _window_filter(image: np.ndarray, reduce, size: int) -> np.ndarray:
     """Return ``reduce`` (np.minimum or np.maximum) over a size x size window, separably.
 
     Windows are clipped at the edges (the same as repeating the border for a
@@ -350,7 +350,7 @@ def _smooth_background(gray: np.ndarray) -> np.ndarray:
     small = Image.fromarray(gray, mode="F").resize(
         (max(8, w * 48 // max(h, w)), max(8, h * 48 // max(h, w))), Image.BOX)
     values = np.asarray(small, dtype=np.float32)
-    opened = _filter3(_filter3(values, np.minimum, 9), np.maximum, 9)
+    opened = _window_filter(_window_filter(values, np.minimum, 9), np.maximum, 9)
     smooth = Image.fromarray(opened, mode="F").convert("L").filter(ImageFilter.GaussianBlur(3))
     return np.asarray(smooth.resize((w, h), Image.BILINEAR), dtype=np.float32)
 
@@ -370,7 +370,7 @@ def _label_components(mask: np.ndarray) -> np.ndarray:
     lookup = np.empty(big + 1, dtype=np.int64)
     lookup[big] = big
     for _ in range(big):
-        new = _filter3(labels, np.minimum, 3)
+        new = _window_filter(labels, np.minimum, 3)
         new[~mask] = big
         for _ in range(2):
             lookup[:big] = new.ravel()
@@ -476,10 +476,10 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
         width = _stroke_width(crop > 127.0)
         if width * scale < MIN_STROKE_PX:
             k = int(np.ceil(MIN_STROKE_PX / scale - width)) | 1
-            crop = _rank_filter(crop, ImageFilter.MaxFilter, k)
+            crop = _window_filter(crop, np.maximum, min(max(k, 3), 15))
         elif width * scale > MAX_STROKE_PX:
             k = int(round(width - 0.5 * (MIN_STROKE_PX + MAX_STROKE_PX) / scale)) | 1
-            crop = _rank_filter(crop, ImageFilter.MinFilter, k)
+            crop = _window_filter(crop, np.minimum, min(max(k, 3), 15))
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     if (new_w, new_h) == (w, h):  # already 20 px on the long side (MNIST-like uploads)
         return _centre(crop)
@@ -509,11 +509,6 @@ def _already_mnist(digit: np.ndarray) -> np.ndarray | None:
     if abs(cy - CENTRE) > 0.5 or abs(cx - CENTRE) > 0.5:
         return None
     return digit
-
-
-def _rank_filter(image: np.ndarray, kind, size: int) -> np.ndarray:
-    size = min(max(size, 3), 15)  # Pillow's rank filters cost size^2 per pixel
-    return np.asarray(Image.fromarray(image, mode="F").filter(kind(size)), dtype=np.float32)
 
 
 _POSITIONS = np.arange(FIELD, dtype=np.float32)
