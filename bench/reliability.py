@@ -196,13 +196,15 @@ def soak(scenario: Scenario, seconds: float = 600, reloads: int = 200, slices: i
     first, last = samples[1], samples[-1]  # from after the first slice (allocator warm)
     span = max(1, last["requests"] - first["requests"])
     growth = [(b - a) / span * 10_000 for a, b in zip(first["rss_kb"], last["rss_kb"])]
-    fd_change = [b - a for a, b in zip(samples[0]["fds"], last["fds"])]
+    # Also from after the first slice: prometheus-client opens a worker's histogram
+    # file (file + mmap, 2 fds) on that worker's first request, which may come late.
+    fd_change = [b - a for a, b in zip(first["fds"], last["fds"])]
     report = {"requests": total, "failed": failed, "reloads": reloads, "samples": samples,
               "rss_growth_kb_per_10k": growth, "fd_change": fd_change}
     print(f"soak: {total:,} requests, {failed} failed, {reloads} pins (each reloads every worker); "
           f"RSS per worker {[s // 1024 for s in last['rss_kb']]} MB, growth "
           f"{[round(g, 1) for g in growth]} KB per 10k requests; open fds "
-          f"{samples[0]['fds']} -> {last['fds']}")
+          f"{first['fds']} -> {last['fds']}")
     return report
 
 

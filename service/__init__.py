@@ -58,7 +58,7 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     from .settings import load_settings
 
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.access_log_flush)
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     app.config.update(

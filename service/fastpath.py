@@ -180,7 +180,7 @@ class FastPath:
         payload = orjson.dumps(prediction_body(probs[0], served.labels,
                                                {"name": served.name, "version": served.version},
                                                digit if include else None))
-        metrics.PREDICTIONS.labels(version=served.version).inc()
+        metrics.predictions_done(served.version)
         return payload, "application/json", {}, served.version
 
     def _infer(self, environ, body: bytes):
@@ -194,7 +194,7 @@ class FastPath:
         X = read_input(request, binary, self.settings.max_tensor_batch)
         probs = served.predict_proba(X)
         payload, content_type, extra = encode_response(request, served, probs)
-        metrics.PREDICTIONS.labels(version=served.version).inc(len(probs))
+        metrics.predictions_done(served.version, len(probs))
         return payload, content_type, extra, served.version
 
 

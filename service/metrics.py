@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
-                               Histogram, generate_latest, multiprocess)
+                               Histogram, generate_latest, multiprocess, values)
 
 __all__ = [
     "ACTIVE_VERSION",
@@ -26,8 +26,26 @@ __all__ = [
     "PREDICTIONS",
     "REQUESTS",
     "SHED",
+    "predictions_done",
     "render",
+    "request_done",
 ]
+
+# In multiprocess mode every increment asks os.getpid() (a system call) whether
+# the process has forked. The pid is remembered instead and refreshed in the child
+# after every fork, which keeps prometheus-client's rule (distinct values in
+# processes that run at the same time) for a fraction of the cost.
+_pid = os.getpid()
+
+
+def _refresh_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_refresh_pid)
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid)
 
 REQUESTS = Counter("mnist_http_requests_total", "HTTP requests by endpoint, method and status.",
                    ["endpoint", "method", "status"])
@@ -42,6 +60,36 @@ SHED = Counter("mnist_shed_requests_total",
 MODEL_LOADS = Counter("mnist_model_loads_total", "Model version loads by result.", ["result"])
 ACTIVE_VERSION = Gauge("mnist_model_active_version", "Version served by each worker process.",
                        multiprocess_mode="liveall")
+
+
+# Label children by label values: ``labels()`` costs more than the increment it
+# precedes, on every request. Bounded like the label sets themselves.
+_request_children: dict[tuple[str, str, int], tuple] = {}
+_prediction_children: dict[str, object] = {}
+_CHILDREN_LIMIT = 1024
+
+
+def request_done(endpoint: str, method: str, status: int, elapsed: float) -> None:
+    """Count one answered request and observe its latency."""
+    key = (endpoint, method, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)),
+                    LATENCY.labels(endpoint=endpoint))
+        if len(_request_children) < _CHILDREN_LIMIT:
+            _request_children[key] = children
+    children[0].inc()
+    children[1].observe(elapsed)
+
+
+def predictions_done(version: str, n: int = 1) -> None:
+    """Count ``n`` images classified by model ``version``."""
+    child = _prediction_children.get(version)
+    if child is None:
+        child = PREDICTIONS.labels(version=version)
+        if len(_prediction_children) < _CHILDREN_LIMIT:
+            _prediction_children[version] = child
+    child.inc(n)
 
 
 def render() -> tuple[bytes, str]:

@@ -10,13 +10,14 @@ JSON access-log line.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from flask import Flask, current_app, g, request
 
 from . import metrics
+from .logs import log_fields
 
 __all__ = ["API_HEADERS", "init_app", "record", "request_id_from"]
 
@@ -33,16 +34,15 @@ API_HEADERS = {
 
 def request_id_from(incoming: str | None) -> str:
     """Return the caller's request id if it is a sane token, else a new one."""
-    return incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    return incoming if incoming and _REQUEST_ID.match(incoming) else os.urandom(16).hex()
 
 
 def record(settings, *, request_id: str, method: str, path: str, endpoint: str, status: int,
            elapsed: float, version: str | None, bytes_in: int | None) -> None:
     """Count the request in the metrics and write its access-log line."""
-    metrics.REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)).inc()
-    metrics.LATENCY.labels(endpoint=endpoint).observe(elapsed)
+    metrics.request_done(endpoint, method, status, elapsed)
     if settings.access_log:
-        access_log.info("request", extra={
+        log_fields(access_log, "request", {
             "request_id": request_id, "method": method, "path": path, "endpoint": endpoint,
             "status": status, "latency_ms": round(1000 * elapsed, 3), "model_version": version,
             "bytes_in": bytes_in,
@@ -57,7 +57,7 @@ def _start() -> None:
 def _finish(response):
     settings = current_app.config["SETTINGS"]
     elapsed = time.perf_counter() - g.get("start", time.perf_counter())
-    request_id = g.get("request_id") or uuid.uuid4().hex
+    request_id = g.get("request_id") or os.urandom(16).hex()
     headers = response.headers
     headers["X-Request-ID"] = request_id
     version = g.get("model_version")

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
                                  description="Seconds between looks for new or pinned versions.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     access_log: bool = Field(True, description="One JSON line per request.")
+    access_log_flush: float = Field(
+        0.5, ge=0, le=60, description="Access-log lines are written in batches at least this "
+        "often, in seconds; 0 writes each line at once.")
     cors_origins: str = Field("", description="Comma-separated origins allowed by CORS; empty = off.")
     timeout: int = Field(30, ge=1, le=3600, description="gunicorn worker timeout, seconds.")
 

@@ -51,7 +51,7 @@ def predict():
     served = current_model()
     digit = preprocess(data, current_app.config["SETTINGS"].max_image_pixels)
     probs = served.predict_proba(scale_pixels(digit[None]))
-    metrics.PREDICTIONS.labels(version=served.version).inc()
+    metrics.predictions_done(served.version)
     return jsonify(prediction_body(probs[0], served.labels, _model_ref(served),
                                    digit if with_input else None))
 
@@ -77,7 +77,7 @@ def predict_batch():
         probs = served.predict_proba(scale_pixels(np.stack(digits)))
         for row, i, digit in zip(probs, good, digits):
             items[i] = prediction_body(row, served.labels, ref, digit if with_input else None)
-        metrics.PREDICTIONS.labels(version=served.version).inc(len(digits))
+        metrics.predictions_done(served.version, len(digits))
     return jsonify({"predictions": items, "model": ref})
 
 

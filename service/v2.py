@@ -123,7 +123,7 @@ def infer(name: str, version: str | None = None):
     X = read_input(body, binary, current_app.config["SETTINGS"].max_tensor_batch)
     g.model_version = served.version
     probs = served.predict_proba(X)
-    metrics.PREDICTIONS.labels(version=served.version).inc(len(probs))
+    metrics.predictions_done(served.version, len(probs))
     payload, content_type, headers = encode_response(body, served, probs)
     return Response(payload, content_type=content_type, headers=headers)
 

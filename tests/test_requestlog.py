@@ -3,11 +3,13 @@
 import io
 import json
 import logging
+import os
+import time
 
 import pytest
 
 from service import create_app
-from service.logs import JsonFormatter
+from service.logs import BufferedStreamHandler, JsonFormatter, log_fields
 from service.settings import SettingsError, load_settings
 
 from conftest import derive
@@ -85,3 +87,78 @@ def test_cors_is_applied_only_to_configured_origins(settings):
     assert r.headers["Access-Control-Allow-Origin"] == "https://ok.example"
     r = client.get("/v1/models", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_buffered_access_log_writes_in_batches_and_on_time():
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, interval=0.2, capacity=4096)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.buffered")
+    logger.propagate, logger.handlers = False, [handler]
+    logger.setLevel(logging.INFO)
+    try:
+        for i in range(3):
+            log_fields(logger, "request", {"i": i, "path": "/v1/predict"})
+        assert stream.getvalue() == ""  # held back...
+        deadline = time.monotonic() + 5
+        while not stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = [json.loads(line) for line in stream.getvalue().splitlines()]  # ...then written by the flusher
+        assert [line["i"] for line in lines] == [0, 1, 2]
+        assert lines[0]["logger"] == "test.buffered" and lines[0]["level"] == "info"
+        assert lines[0]["msg"] == "request" and lines[0]["ts"].endswith("Z")
+
+        logger.warning("disk almost full")  # a warning goes out at once, with what waits before it
+        assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "disk almost full"
+        for i in range(100):  # capacity reached: written without waiting for the flusher
+            log_fields(logger, "request", {"i": i, "pad": "x" * 100})
+        assert len(stream.getvalue().splitlines()) > 4
+    finally:
+        logger.handlers = []
+
+
+def test_log_fields_matches_the_formatter_and_falls_back_to_logging():
+    direct, via_logging = io.StringIO(), io.StringIO()
+    buffered = BufferedStreamHandler(direct, interval=60)
+    buffered.setFormatter(JsonFormatter())
+    plain = logging.StreamHandler(via_logging)
+    plain.setFormatter(JsonFormatter())
+    logger = logging.getLogger("test.fields")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    fields = {"request_id": "r1", "status": 200, "latency_ms": 0.25, "model_version": None}
+    try:
+        logger.handlers = [buffered]
+        log_fields(logger, "request", fields)
+        buffered.flush()
+        logger.handlers = [plain]  # any other handler: the ordinary logging call
+        log_fields(logger, "request", fields)
+    finally:
+        logger.handlers = []
+    ours, theirs = json.loads(direct.getvalue()), json.loads(via_logging.getvalue())
+    assert ours.pop("ts")[:16] == theirs.pop("ts")[:16]
+    assert ours == theirs == {"level": "info", "logger": "test.fields", "msg": "request", **fields}
+
+
+def test_access_log_flush_zero_writes_each_line(settings, capsys):
+    app = create_app(derive(settings, access_log=True, access_log_flush=0), poll=False)
+    app.test_client().get("/healthz")
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["path"] == "/healthz" and line["status"] == 200
+
+
+def test_metrics_know_their_process_after_a_fork():
+    # prometheus-client's multiprocess files are per process: the remembered pid
+    # must follow a fork, or two workers would write to one file.
+    from service import metrics
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child reports its remembered and its real pid
+        os.write(write, f"{metrics._pid} {os.getpid()}".encode())
+        os._exit(0)
+    os.close(write)
+    remembered, real = os.read(read, 100).decode().split()
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert remembered == real == str(pid) and metrics._pid == os.getpid()

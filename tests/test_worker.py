@@ -1,0 +1,103 @@
+"""The gunicorn worker's one-write responses: same bytes as gunicorn's, fewer writes."""
+
+import socket
+
+import pytest
+import requests
+from gunicorn.config import Config
+from gunicorn.http import RequestParser, wsgi
+
+from conftest import BUNDLED_ARTIFACTS
+from live import live_server
+from service.worker import COALESCE_LIMIT, CoalescingResponse
+
+
+class RecordingSocket:
+    """Stands in for the client socket: keeps every sendall() separately."""
+
+    def __init__(self):
+        self.writes: list[bytes] = []
+
+    def sendall(self, data):
+        self.writes.append(bytes(data))
+
+    def send(self, data):
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+def respond(response_class, method: str, status: str, headers: list, body: list[bytes]):
+    """Answer one HTTP/1.1 request with ``response_class``; return the socket's writes."""
+    cfg = Config()
+    raw = f"{method} /x HTTP/1.1\r\nHost: t\r\n\r\n".encode()
+    req = next(RequestParser(cfg, iter([raw]), ("127.0.0.1", 5000)))
+    sock = RecordingSocket()
+    resp, _ = wsgi.create(req, sock, ("127.0.0.1", 5000), ("127.0.0.1", 8000), cfg,
+                          response_class=response_class)
+    resp.start_response(status, headers)
+    for chunk in body:
+        resp.write(chunk)
+    resp.close()
+    return sock.writes
+
+
+def without_date(data: bytes) -> bytes:
+    return b"\r\n".join(line for line in data.split(b"\r\n") if not line.startswith(b"Date:"))
+
+
+CASES = {
+    "small json": ("POST", "200 OK", [("Content-Length", "13")], [b'{"class": 7}\n']),
+    "two chunks with length": ("GET", "200 OK", [("Content-Length", "6")], [b"abc", b"def"]),
+    "empty body": ("OPTIONS", "200 OK", [("Content-Length", "0")], []),
+    "head": ("HEAD", "200 OK", [("Content-Length", "5")], [b"hello"]),
+    "no content": ("DELETE", "204 No Content", [], []),
+    "chunked": ("GET", "200 OK", [], [b"stream", b"ed"]),
+    "large": ("GET", "200 OK", [("Content-Length", str(COALESCE_LIMIT))], [b"x" * COALESCE_LIMIT]),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_bytes_on_the_wire_are_gunicorns(case):
+    ours = respond(CoalescingResponse, *CASES[case])
+    theirs = respond(wsgi.Response, *CASES[case])
+    assert without_date(b"".join(ours)) == without_date(b"".join(theirs))
+    assert b"".join(ours).startswith(b"HTTP/1.1 ")
+
+
+def test_a_small_response_is_one_write():
+    writes = respond(CoalescingResponse, *CASES["small json"])
+    assert len(writes) == 1 and writes[0].endswith(b'\r\n\r\n{"class": 7}\n')
+    assert len(respond(wsgi.Response, *CASES["small json"])) == 2  # what gunicorn alone does
+
+
+def test_bodies_without_a_first_write_still_send_the_head():
+    for case in ("empty body", "head", "no content"):
+        writes = respond(CoalescingResponse, *CASES[case])
+        assert len(writes) == 1 and writes[0].endswith(b"\r\n\r\n"), case
+
+
+def test_large_and_chunked_bodies_are_not_copied_into_the_head():
+    large = respond(CoalescingResponse, *CASES["large"])
+    assert len(large) == 2 and large[1] == b"x" * COALESCE_LIMIT
+    chunked = respond(CoalescingResponse, *CASES["chunked"])
+    assert chunked[0].endswith(b"\r\n\r\n") and chunked[-1] == b"0\r\n\r\n"
+
+
+def test_every_method_gets_an_answer_through_gunicorn(tmp_path):
+    with live_server({"ARTIFACTS_DIR": BUNDLED_ARTIFACTS, "ACCESS_LOG": "false"}, tmp_path) as server:
+        session = requests.Session()  # one kept-alive connection for all of them
+        for method, path, status in [("HEAD", "/", 200), ("OPTIONS", "/v2", 200), ("GET", "/v2", 200),
+                                     ("HEAD", "/static/app.js", 200), ("OPTIONS", "/nowhere", 404),
+                                     ("PUT", "/v1/predict", 405), ("GET", "/healthz", 200)]:
+            r = session.request(method, server.url + path, timeout=5)
+            assert r.status_code == status, (method, path)
+        # a raw HEAD on a fresh socket: the head arrives and the connection stays usable
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=5) as s:
+            s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            while not (data.count(b"HTTP/1.1 200") == 2 and data.rstrip().endswith(b"}")):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        assert data.count(b"HTTP/1.1 200") == 2
