@@ -1,5 +1,6 @@
 """The gunicorn worker's one-write responses: same bytes as gunicorn's, fewer writes."""
 
+import re
 import socket
 
 import pytest
@@ -101,3 +102,15 @@ def test_every_method_gets_an_answer_through_gunicorn(tmp_path):
                     break
                 data += chunk
         assert data.count(b"HTTP/1.1 200") == 2
+
+
+def test_the_date_header_is_current_and_in_http_format():
+    from datetime import datetime, timezone
+    from email.utils import parsedate_to_datetime
+
+    from service.worker import http_date
+
+    assert re.fullmatch(r"[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT", http_date())
+    when = parsedate_to_datetime(http_date())
+    assert abs((datetime.now(timezone.utc) - when).total_seconds()) < 2
+    assert http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
