@@ -9,7 +9,7 @@ import time
 import pytest
 
 from service import create_app
-from service.logs import BufferedStreamHandler, JsonFormatter, log_fields
+from service.logs import PIPE_BUF, BufferedStreamHandler, JsonFormatter, log_fields
 from service.settings import SettingsError, load_settings
 
 from conftest import derive
@@ -162,3 +162,30 @@ def test_metrics_know_their_process_after_a_fork():
     os.waitpid(pid, 0)
     os.close(read)
     assert remembered == real == str(pid) and metrics._pid == os.getpid()
+
+
+def test_buffered_lines_go_out_in_whole_line_writes_no_larger_than_pipe_buf():
+    # Workers share one stderr pipe; only writes up to PIPE_BUF bytes are atomic.
+    class Recorder(io.StringIO):
+        def __init__(self):
+            super().__init__()
+            self.writes = []
+
+        def write(self, text):
+            self.writes.append(text)
+            return super().write(text)
+
+    stream = Recorder()
+    handler = BufferedStreamHandler(stream, interval=60, capacity=1 << 30)
+    logger = logging.getLogger("test.pipebuf")
+    logger.propagate, logger.handlers = False, [handler]
+    logger.setLevel(logging.INFO)
+    try:
+        for i in range(200):
+            log_fields(logger, "request", {"i": i, "path": "/v1/prédict/" + "é" * (i % 50)})
+        handler.flush()
+    finally:
+        logger.handlers = []
+    assert len(stream.writes) > 1
+    assert all(len(w.encode()) <= PIPE_BUF and w.endswith("\n") for w in stream.writes)
+    assert [json.loads(line)["i"] for line in stream.getvalue().splitlines()] == list(range(200))
