@@ -14,13 +14,14 @@ import select
 import sys
 import threading
 import time
+import weakref
 
 import orjson
 
 # Writes up to this size are atomic on a pipe (POSIX requires at least 512; Linux 4096).
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
-__all__ = ["BufferedStreamHandler", "JsonFormatter", "configure_logging", "log_fields"]
+__all__ = ["BufferedStreamHandler", "JsonFormatter", "configure_logging", "flush_buffered", "log_fields"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -29,9 +30,28 @@ _second: tuple[int, str] = (-1, "")
 _pid = os.getpid()  # refreshed after fork: os.getpid() is a system call
 
 
+_buffered: "weakref.WeakSet[BufferedStreamHandler]" = weakref.WeakSet()
+
+
 def _refresh_pid() -> None:
     global _pid
     _pid = os.getpid()
+    for handler in list(_buffered):  # the parent writes the lines it holds, not the child too
+        handler._lines, handler._size = [], 0
+
+
+def flush_buffered(timeout: float = 1.0) -> None:
+    """Write what every ``BufferedStreamHandler`` holds; give up on one after ``timeout`` s.
+
+    For signal handlers (a worker about to be killed): a lock held by a stuck
+    thread must not hang the exit.
+    """
+    for handler in list(_buffered):
+        if handler.lock.acquire(timeout=timeout):
+            try:
+                handler._write()
+            finally:
+                handler.lock.release()
 
 
 os.register_at_fork(after_in_child=_refresh_pid)
@@ -40,10 +60,10 @@ os.register_at_fork(after_in_child=_refresh_pid)
 def _timestamp(created: float) -> str:
     """Return ``created`` as ISO 8601 UTC with milliseconds (the seconds part cached)."""
     global _second
-    whole = int(created)
-    if _second[0] != whole:
-        _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{_second[1]}.{int((created - whole) * 1000):03d}Z"
+    whole, cached = int(created), _second  # one read: other threads may replace it
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{int((created - whole) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -82,7 +102,8 @@ class BufferedStreamHandler(logging.StreamHandler):
         self._lines: list[str] = []
         self._size = 0
         self._flusher_pid = None
-        self._closed = threading.Event()
+        self._stop = threading.Event()  # not _closed: logging.Handler.close() sets that
+        _buffered.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:
         if self.interval <= 0:
@@ -100,12 +121,19 @@ class BufferedStreamHandler(logging.StreamHandler):
 
     def _ensure_flusher(self) -> None:
         # Threads do not survive fork: each gunicorn worker starts its own.
-        if self._flusher_pid != _pid:
+        if self._flusher_pid == _pid:
+            return
+        with self.lock:
+            if self._flusher_pid == _pid:
+                return
+            try:
+                threading.Thread(target=self._flush_until_stopped, name="log-flusher", daemon=True).start()
+            except RuntimeError:  # no thread to be had: lines still go out at capacity and exit
+                return
             self._flusher_pid = _pid
-            threading.Thread(target=self._flush_until_closed, name="log-flusher", daemon=True).start()
 
-    def _flush_until_closed(self) -> None:
-        while not self._closed.wait(self.interval):
+    def _flush_until_stopped(self) -> None:
+        while not self._stop.wait(self.interval):
             self.flush()
 
     def append_fields(self, logger: str, msg: str, fields: dict) -> None:
@@ -154,7 +182,7 @@ class BufferedStreamHandler(logging.StreamHandler):
 
     def close(self) -> None:
         self.flush()
-        self._closed.set()
+        self._stop.set()
         super().close()
 
 

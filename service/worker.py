@@ -25,6 +25,8 @@ from gunicorn import util
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import ThreadWorker
 
+from .logs import flush_buffered
+
 __all__ = ["CoalescingResponse", "QueueAwareWorker", "queue_wait"]
 
 # Status line and headers are held back and sent with the first body bytes when
@@ -49,26 +51,40 @@ class CoalescingResponse(wsgi.Response):
     Framing, lengths and HEAD/204 handling stay gunicorn's.
     """
 
-    _held = b""
+    _held = b""  # the head, built but not yet written
     _hold = True
 
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None and self._held:
+            self._held = b""  # nothing was sent: the error response may replace the head
+        return super().start_response(status, headers, exc_info)
+
     def send_headers(self):
-        if self.headers_sent or not self._hold:
+        # headers_sent stays False until the head is really written, so gunicorn
+        # still answers 500 if the application fails after start_response.
+        if self.headers_sent:
+            return
+        if self._held:
+            if not self._hold:
+                self._flush_head()
+            return
+        if not self._hold:
             return super().send_headers()
         head = self.default_headers()
         head.extend(["%s: %s\r\n" % (k, v) for k, v in self.headers])
         self._held = ("%s\r\n" % "".join(head)).encode("latin-1")
-        self.headers_sent = True
 
     def _flush_head(self):
         if self._held:
             held, self._held = self._held, b""
             util.write(self.sock, held)
+            self.headers_sent = True
 
     def _emit_body(self, data):
         if self._held and not self.chunked and len(self._held) + len(data) <= COALESCE_LIMIT:
             held, self._held = self._held, b""
             util.write(self.sock, held + data)
+            self.headers_sent = True
             return
         self._flush_head()
         super()._emit_body(data)
@@ -78,7 +94,7 @@ class CoalescingResponse(wsgi.Response):
         return super().sendfile(respiter)
 
     def close(self):
-        self._hold = False  # an empty body: gunicorn's close() sends the head itself
+        self._hold = False  # from here on the head goes out at once
         self._flush_head()
         super().close()
 
@@ -96,10 +112,10 @@ def http_date(timestamp=None) -> str:
     global _date_cache
     if timestamp is not None:
         return _gunicorn_http_date(timestamp)
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, _gunicorn_http_date(now))
-    return _date_cache[1]
+    now, cached = int(time.time()), _date_cache  # one read: other threads may replace it
+    if cached[0] != now:
+        cached = _date_cache = (now, _gunicorn_http_date(now))
+    return cached[1]
 
 
 class QueueAwareWorker(ThreadWorker):
@@ -115,6 +131,12 @@ class QueueAwareWorker(ThreadWorker):
         wsgi.Response = CoalescingResponse
         util.http_date = http_date
         super().init_process()
+
+    def handle_abort(self, sig, frame):
+        # A timed-out worker is killed before the interpreter's exit handlers
+        # run: write the buffered access-log lines first, they matter most now.
+        flush_buffered(timeout=1.0)
+        super().handle_abort(sig, frame)
 
     def enqueue_req(self, conn):
         conn.mnist_enqueued = time.monotonic()

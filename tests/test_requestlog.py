@@ -189,3 +189,32 @@ def test_buffered_lines_go_out_in_whole_line_writes_no_larger_than_pipe_buf():
     assert len(stream.writes) > 1
     assert all(len(w.encode()) <= PIPE_BUF and w.endswith("\n") for w in stream.writes)
     assert [json.loads(line)["i"] for line in stream.getvalue().splitlines()] == list(range(200))
+
+
+def test_buffered_handler_closes_twice_flushes_on_demand_and_forgets_lines_across_fork():
+    from service.logs import flush_buffered
+
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, interval=60)
+    logger = logging.getLogger("test.lifecycle")
+    logger.propagate, logger.handlers = False, [handler]
+    logger.setLevel(logging.INFO)
+    try:
+        log_fields(logger, "request", {"i": 1})
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child must not write the parent's pending line again
+            os.write(write, str(len(handler._lines)).encode())
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 10) == b"0"
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert stream.getvalue() == ""
+        flush_buffered(timeout=1.0)  # what a worker does before it is killed
+        assert json.loads(stream.getvalue())["i"] == 1
+    finally:
+        logger.handlers = []
+    handler.close()
+    handler.close()  # a second close (logging.shutdown at exit) is harmless
+    assert handler._stop.is_set()

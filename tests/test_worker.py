@@ -2,6 +2,7 @@
 
 import re
 import socket
+import sys
 
 import pytest
 import requests
@@ -114,3 +115,24 @@ def test_the_date_header_is_current_and_in_http_format():
     when = parsedate_to_datetime(http_date())
     assert abs((datetime.now(timezone.utc) - when).total_seconds()) < 2
     assert http_date(0) == "Thu, 01 Jan 1970 00:00:00 GMT"
+
+
+def test_a_failure_after_start_response_can_still_become_a_500():
+    # The head is only held, not sent: gunicorn (and start_response with
+    # exc_info) may still replace it with an error response.
+    cfg = Config()
+    req = next(RequestParser(cfg, iter([b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n"]), ("127.0.0.1", 5000)))
+    sock = RecordingSocket()
+    resp, _ = wsgi.create(req, sock, ("127.0.0.1", 5000), ("127.0.0.1", 8000), cfg,
+                          response_class=CoalescingResponse)
+    resp.start_response("200 OK", [])  # chunked: an empty first chunk writes nothing
+    resp.write(b"")
+    assert not resp.headers_sent and sock.writes == []
+    try:
+        raise RuntimeError("the app failed while streaming")
+    except RuntimeError:
+        resp.start_response("500 Internal Server Error", [("Content-Length", "4")], sys.exc_info())
+    resp.write(b"oops")
+    resp.close()
+    wire = b"".join(sock.writes)
+    assert wire.startswith(b"HTTP/1.1 500 ") and b"200 OK" not in wire and wire.endswith(b"\r\n\r\noops")
