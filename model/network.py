@@ -178,16 +178,10 @@ class MLP:
             bufs = [np.empty((n, k), dtype=self.dtype) for k in self.sizes[1:]]
             if n <= 256 and len(cache) < 16:  # keep common small shapes; big ones are transient
                 cache[n] = bufs
-        H = X
-        last = len(self.dense) - 1
-        for i, (dense, out) in enumerate(zip(self.dense, bufs)):
-            W, b = dense.params
-            np.matmul(H, W, out=out)
-            out += b
-            if i < last:
-                np.maximum(out, 0, out=out)
-            H = out
-        return H
+        W, b = self.dense[0].params
+        H = np.matmul(X, W, out=bufs[0])
+        H += b
+        return self._hidden_layers(H, bufs[1:])
 
     def _infer_one(self, x: np.ndarray) -> np.ndarray:
         """Return the logits (k,) of one image (d,): the latency path of the service.
@@ -199,9 +193,14 @@ class MLP:
         nz = np.flatnonzero(x)
         h = x[nz] @ W[nz] if nz.size < 0.5 * x.size else x @ W
         h += b
-        for dense in self.dense[1:]:
-            np.maximum(h, 0, out=h)
+        return self._hidden_layers(h, [None] * (len(self.dense) - 1))
+
+    def _hidden_layers(self, H: np.ndarray, outs: list) -> np.ndarray:
+        """Apply ReLU and the dense layers after the first to the first layer's output
+        ``H`` (modified in place), writing into ``outs`` (None: new arrays)."""
+        for dense, out in zip(self.dense[1:], outs):
+            np.maximum(H, 0, out=H)
             W, b = dense.params
-            h = h @ W
-            h += b
-        return h
+            H = np.matmul(H, W, out=out)
+            H += b
+        return H

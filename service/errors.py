@@ -25,6 +25,7 @@ __all__ = [
     "ServiceError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "error_body",
     "error_response",
     "init_app",
 ]
@@ -93,11 +94,14 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
+def error_body(message: str, status: int, code: str, request_id: str | None) -> dict:
+    """Return the standard error body (``ErrorResponse``)."""
+    return {"error": message, "code": code, "status": status, "request_id": request_id}
+
+
 def error_response(message: str, status: int, code: str, headers: dict | None = None):
     """Return a Flask response with the standard error body."""
-    body = {"error": message, "code": code, "status": status,
-            "request_id": g.get("request_id")}
-    response = jsonify(body)
+    response = jsonify(error_body(message, status, code, g.get("request_id")))
     response.status_code = status
     for key, value in (headers or {}).items():
         response.headers[key] = value

@@ -26,13 +26,11 @@ import time
 
 import orjson
 
-from model.data import scale_pixels
-
 from . import metrics
-from .preprocessing import preprocess
+from .errors import error_body
 from .requestlog import API_HEADERS, record, request_id_from
-from .schemas import prediction_body
-from .v2 import HEADER_LENGTH, encode_response, parse_header, read_input, split_body
+from .v1 import classify
+from .v2 import HEADER_LENGTH, run_infer
 from .worker import queue_wait
 
 __all__ = ["FastPath", "multipart_field"]
@@ -41,6 +39,7 @@ _NAME = re.compile(rb'(?:^|;)\s*name="([^"\\]*)"', re.IGNORECASE)
 _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^\s;]+))', re.IGNORECASE)
 _V2_INFER = re.compile(r"^/v2/models/([^/]+)/infer$")
 _STATIC_HEADERS = list(API_HEADERS.items())
+_HEADER_LENGTH_ENV = "HTTP_" + HEADER_LENGTH.upper().replace("-", "_")
 
 
 def multipart_field(body: bytes, boundary: bytes, field: bytes) -> bytes | None:
@@ -105,18 +104,17 @@ class FastPath:
         if path.startswith(("/v1/predict", "/v2/models/")) and self._overloaded():
             return self._shed(environ, start_response, path)
         if path == "/v1/predict" and query in ("", "include=input"):
-            handler, endpoint = self._predict, "v1.predict"
-        elif path.startswith("/v2/models/") and not query and _V2_INFER.match(path):
-            handler, endpoint = self._infer, "v2.infer"
+            handler, endpoint, arg = self._predict, "v1.predict", query == "include=input"
+        elif path.startswith("/v2/models/") and not query and (match := _V2_INFER.match(path)):
+            handler, endpoint, arg = self._infer, "v2.infer", match.group(1)
         else:
             return self.flask(environ, start_response)
-        length = environ.get("CONTENT_LENGTH", "")
-        if not length.isdigit() or int(length) > self.settings.max_upload_bytes:
-            return self.flask(environ, start_response)  # chunked, missing or too large: Flask decides
         start = time.perf_counter()
-        body = _read(environ["wsgi.input"], int(length))
+        body, length = self._drain(environ)
+        if body is None:
+            return self.flask(environ, start_response)  # chunked, missing or too large: Flask decides
         try:
-            answer = handler(environ, body) if len(body) == int(length) else None
+            answer = handler(environ, body, arg) if len(body) == length else None
         except Exception:  # noqa: BLE001 - Flask redoes the work and answers (or logs) properly
             answer = None
         if answer is None:
@@ -130,8 +128,20 @@ class FastPath:
         start_response("200 OK", headers)
         record(self.settings, request_id=request_id, method="POST", path=path, endpoint=endpoint,
                status=200, elapsed=time.perf_counter() - start, version=version,
-               bytes_in=int(length))
+               bytes_in=length)
         return [payload]
+
+    def _drain(self, environ) -> tuple[bytes | None, int | None]:
+        """Read a body of declared length within MAX_UPLOAD_BYTES: (body, declared length).
+
+        (None, length) when there is no usable Content-Length or it is too large.
+        """
+        length = environ.get("CONTENT_LENGTH", "")
+        if not length.isdigit():
+            return None, None
+        if int(length) > self.settings.max_upload_bytes:
+            return None, int(length)
+        return _read(environ["wsgi.input"], int(length)), int(length)
 
     def _overloaded(self) -> bool:
         wait = queue_wait()
@@ -140,26 +150,23 @@ class FastPath:
 
     def _shed(self, environ, start_response, path: str):
         """Answer 503 at once: the request already waited longer than QUEUE_TIMEOUT."""
-        length = environ.get("CONTENT_LENGTH", "")
-        if length.isdigit() and int(length) <= self.settings.max_upload_bytes:
-            # Drain the body (memory speed) so the connection stays usable: gunicorn
-            # closes a connection whose large body was not read, and the reset that
-            # follows can destroy this answer on its way to the client.
-            _read(environ["wsgi.input"], int(length))
+        # Drain the body (memory speed) so the connection stays usable: gunicorn
+        # closes a connection whose large body was not read, and the reset that
+        # follows can destroy this answer on its way to the client.
+        _, length = self._drain(environ)
         request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
-        payload = orjson.dumps({
-            "error": f"overloaded: the request waited more than {self.settings.queue_timeout:g} s "
-                     "for a worker; retry later", "code": "overloaded", "status": 503,
-            "request_id": request_id})
+        payload = orjson.dumps(error_body(
+            f"overloaded: the request waited more than {self.settings.queue_timeout:g} s "
+            "for a worker; retry later", 503, "overloaded", request_id))
         start_response("503 Service Unavailable", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(payload))),
             ("Retry-After", "1"), ("X-Request-ID", request_id), *_STATIC_HEADERS])
         metrics.SHED.inc()
         record(self.settings, request_id=request_id, method="POST", path=path, endpoint="shed",
-               status=503, elapsed=0.0, version=None, bytes_in=int(length) if length.isdigit() else None)
+               status=503, elapsed=0.0, version=None, bytes_in=length)
         return [payload]
 
-    def _predict(self, environ, body: bytes):
+    def _predict(self, environ, body: bytes, with_input: bool):
         mimetype, _, params = environ.get("CONTENT_TYPE", "").partition(";")
         mimetype = mimetype.strip().lower()
         if mimetype == "multipart/form-data":
@@ -174,27 +181,16 @@ class FastPath:
         served = self.registry.current()
         if data is None or served is None:
             return None
-        digit = preprocess(data, self.settings.max_image_pixels)
-        probs = served.predict_proba(scale_pixels(digit[None]))
-        include = environ.get("QUERY_STRING") == "include=input"
-        payload = orjson.dumps(prediction_body(probs[0], served.labels,
-                                               {"name": served.name, "version": served.version},
-                                               digit if include else None))
-        metrics.predictions_done(served.version)
+        payload = orjson.dumps(classify(served, data, self.settings.max_image_pixels, with_input))
         return payload, "application/json", {}, served.version
 
-    def _infer(self, environ, body: bytes):
-        name = _V2_INFER.match(environ["PATH_INFO"]).group(1)
+    def _infer(self, environ, body: bytes, name: str):
         served = self.registry.current()
         if served is None or name != served.name:
             return None
-        header, binary = split_body(body, environ.get("HTTP_" + HEADER_LENGTH.upper().replace("-", "_")),
-                                    environ.get("HTTP_CONTENT_ENCODING"))
-        request = parse_header(header)
-        X = read_input(request, binary, self.settings.max_tensor_batch)
-        probs = served.predict_proba(X)
-        payload, content_type, extra = encode_response(request, served, probs)
-        metrics.predictions_done(served.version, len(probs))
+        payload, content_type, extra = run_infer(
+            served, body, environ.get(_HEADER_LENGTH_ENV), environ.get("HTTP_CONTENT_ENCODING"),
+            self.settings.max_tensor_batch)
         return payload, content_type, extra, served.version
 
 

@@ -18,6 +18,8 @@ import weakref
 
 import orjson
 
+from .procinfo import pid
+
 # Writes up to this size are atomic on a pipe (POSIX requires at least 512; Linux 4096).
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
@@ -27,15 +29,10 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 
 
 _second: tuple[int, str] = (-1, "")
-_pid = os.getpid()  # refreshed after fork: os.getpid() is a system call
-
-
 _buffered: "weakref.WeakSet[BufferedStreamHandler]" = weakref.WeakSet()
 
 
-def _refresh_pid() -> None:
-    global _pid
-    _pid = os.getpid()
+def _forget_parents_lines() -> None:
     for handler in list(_buffered):  # the parent writes the lines it holds, not the child too
         handler._lines, handler._size = [], 0
 
@@ -54,7 +51,7 @@ def flush_buffered(timeout: float = 1.0) -> None:
                 handler.lock.release()
 
 
-os.register_at_fork(after_in_child=_refresh_pid)
+os.register_at_fork(after_in_child=_forget_parents_lines)
 
 
 def _timestamp(created: float) -> str:
@@ -113,39 +110,37 @@ class BufferedStreamHandler(logging.StreamHandler):
         except Exception:  # noqa: BLE001 - logging's own contract
             self.handleError(record)
             return
-        self._lines.append(line)
-        self._size += len(line)
-        if self._size >= self.capacity or record.levelno >= logging.WARNING:
-            self._write()
+        self._append(line, now=record.levelno >= logging.WARNING)
+
+    def append_fields(self, logger: str, msg: str, fields: dict) -> None:
+        """Buffer the line ``JsonFormatter`` would write for an INFO record with ``fields``."""
+        self._append(orjson.dumps({"ts": _timestamp(time.time()), "level": "info", "logger": logger,
+                                   "msg": msg, **fields}, default=str).decode() + self.terminator)
+
+    def _append(self, line: str, now: bool = False) -> None:
+        with self.lock:  # re-entrant: emit() already holds it
+            self._lines.append(line)
+            self._size += len(line)
+            if now or self._size >= self.capacity:
+                self._write()
         self._ensure_flusher()
 
     def _ensure_flusher(self) -> None:
         # Threads do not survive fork: each gunicorn worker starts its own.
-        if self._flusher_pid == _pid:
+        if self._flusher_pid == pid():
             return
         with self.lock:
-            if self._flusher_pid == _pid:
+            if self._flusher_pid == pid():
                 return
             try:
                 threading.Thread(target=self._flush_until_stopped, name="log-flusher", daemon=True).start()
             except RuntimeError:  # no thread to be had: lines still go out at capacity and exit
                 return
-            self._flusher_pid = _pid
+            self._flusher_pid = pid()
 
     def _flush_until_stopped(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
-
-    def append_fields(self, logger: str, msg: str, fields: dict) -> None:
-        """Buffer the line ``JsonFormatter`` would write for an INFO record with ``fields``."""
-        line = orjson.dumps({"ts": _timestamp(time.time()), "level": "info", "logger": logger,
-                             "msg": msg, **fields}, default=str).decode() + self.terminator
-        with self.lock:
-            self._lines.append(line)
-            self._size += len(line)
-            if self._size >= self.capacity:
-                self._write()
-        self._ensure_flusher()
 
     def _write(self) -> None:  # the caller holds self.lock
         """Write the waiting lines in whole-line pieces of at most PIPE_BUF bytes.

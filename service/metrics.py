@@ -18,6 +18,8 @@ import os
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest, multiprocess, values)
 
+from . import procinfo
+
 __all__ = [
     "ACTIVE_VERSION",
     "IMAGES",
@@ -32,20 +34,11 @@ __all__ = [
 ]
 
 # In multiprocess mode every increment asks os.getpid() (a system call) whether
-# the process has forked. The pid is remembered instead and refreshed in the child
-# after every fork, which keeps prometheus-client's rule (distinct values in
-# processes that run at the same time) for a fraction of the cost.
-_pid = os.getpid()
-
-
-def _refresh_pid() -> None:
-    global _pid
-    _pid = os.getpid()
-
-
-os.register_at_fork(after_in_child=_refresh_pid)
+# the process has forked; procinfo.pid() is remembered and refreshed after fork,
+# which keeps prometheus-client's rule (distinct values in processes that run at
+# the same time) for a fraction of the cost.
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    values.ValueClass = values.MultiProcessValue(process_identifier=lambda: _pid)
+    values.ValueClass = values.MultiProcessValue(process_identifier=procinfo.pid)
 
 REQUESTS = Counter("mnist_http_requests_total", "HTTP requests by endpoint, method and status.",
                    ["endpoint", "method", "status"])
@@ -63,10 +56,9 @@ ACTIVE_VERSION = Gauge("mnist_model_active_version", "Version served by each wor
 
 
 # Label children by label values: ``labels()`` costs more than the increment it
-# precedes, on every request. Bounded like the label sets themselves.
+# precedes, on every request. (prometheus-client keeps every child anyway.)
 _request_children: dict[tuple[str, str, int], tuple] = {}
 _prediction_children: dict[str, object] = {}
-_CHILDREN_LIMIT = 1024
 
 
 def request_done(endpoint: str, method: str, status: int, elapsed: float) -> None:
@@ -74,10 +66,9 @@ def request_done(endpoint: str, method: str, status: int, elapsed: float) -> Non
     key = (endpoint, method, status)
     children = _request_children.get(key)
     if children is None:
-        children = (REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)),
-                    LATENCY.labels(endpoint=endpoint))
-        if len(_request_children) < _CHILDREN_LIMIT:
-            _request_children[key] = children
+        children = _request_children[key] = (
+            REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)),
+            LATENCY.labels(endpoint=endpoint))
     children[0].inc()
     children[1].observe(elapsed)
 
@@ -86,9 +77,7 @@ def predictions_done(version: str, n: int = 1) -> None:
     """Count ``n`` images classified by model ``version``."""
     child = _prediction_children.get(version)
     if child is None:
-        child = PREDICTIONS.labels(version=version)
-        if len(_prediction_children) < _CHILDREN_LIMIT:
-            _prediction_children[version] = child
+        child = _prediction_children[version] = PREDICTIONS.labels(version=version)
     child.inc(n)
 
 

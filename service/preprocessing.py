@@ -116,11 +116,12 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         if width * height > max_pixels:
             raise ImageTooLarge(f"the image is {width}x{height} = {width * height:,} pixels; "
                                 f"the limit is {max_pixels:,}")
-        if image.format == "JPEG" and _analysis_scale(width, height) <= 0.5:
+        analysis = _analysis_scale(width, height)
+        if image.format == "JPEG" and analysis <= 0.5:
             # DCT scaling by 1/2, 1/4 or 1/8 while both sides stay >= the request
             # (here 0.6x the analysis size: the coarsest scale wins, decoding at 1/8
             # costs a fraction of 1/4); an RGB JPEG is decoded straight to luminance.
-            scale = 0.6 * _analysis_scale(width, height)
+            scale = 0.6 * analysis
             image.draft("L" if image.mode in ("RGB", "L") else None,
                         (max(1, int(width * scale)), max(1, int(height * scale))))
         image.load()  # the first frame only; animated files are never iterated
@@ -178,6 +179,9 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     return np.asarray(image, dtype=np.float32)
 
 
+_OPAQUE = [255 if a > 127 else 0 for a in range(256)]  # alpha -> opaque mask lookup table
+
+
 def _composite(rgba: Image.Image) -> Image.Image:
     """Return an RGBA image flattened to grayscale over black or white.
 
@@ -188,7 +192,7 @@ def _composite(rgba: Image.Image) -> Image.Image:
     gray = rgba.convert("L")
     if alpha.getextrema()[0] >= 250:
         return gray
-    opaque = alpha.point(lambda a: 255 if a > 127 else 0)
+    opaque = alpha.point(_OPAQUE)
     stat = ImageStat.Stat(gray, mask=opaque)
     ink = stat.mean[0] if stat.count[0] else 0.0
     level = 255 if ink < 128 else 0
@@ -304,7 +308,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     b_lo, b_median, b_hi = _quantiles(border, 0.05, 0.5, 0.95)
     if b_hi - b_lo > MIN_CONTRAST and min(gray.shape) >= 32:
         background = _smooth_background(gray)
-        border_residual = _border(gray - background)
+        border_residual = border - _border(background)
     else:
         background = b_median
         border_residual = border - b_median

@@ -57,7 +57,7 @@ def _start() -> None:
 def _finish(response):
     settings = current_app.config["SETTINGS"]
     elapsed = time.perf_counter() - g.get("start", time.perf_counter())
-    request_id = g.get("request_id") or os.urandom(16).hex()
+    request_id = g.get("request_id") or request_id_from(None)
     headers = response.headers
     headers["X-Request-ID"] = request_id
     version = g.get("model_version")

@@ -117,15 +117,25 @@ def model_ready(name: str, version: str | None = None):
 def infer(name: str, version: str | None = None):
     """Run the network on an MNIST-shaped tensor."""
     served = _served(name, version)
-    header, binary = split_body(request.get_data(cache=False), request.headers.get(HEADER_LENGTH),
-                                request.headers.get("Content-Encoding"))
-    body = parse_header(header)
-    X = read_input(body, binary, current_app.config["SETTINGS"].max_tensor_batch)
+    payload, content_type, headers = run_infer(
+        served, request.get_data(cache=False), request.headers.get(HEADER_LENGTH),
+        request.headers.get("Content-Encoding"), current_app.config["SETTINGS"].max_tensor_batch)
     g.model_version = served.version
+    return Response(payload, content_type=content_type, headers=headers)
+
+
+def run_infer(served, raw: bytes, header_length: str | None, encoding: str | None,
+              max_batch: int) -> tuple[bytes, str, dict]:
+    """Answer one infer request body: (payload, content type, extra headers).
+
+    The view's and the fast path's one implementation.
+    """
+    header, binary = split_body(raw, header_length, encoding)
+    body = parse_header(header)
+    X = read_input(body, binary, max_batch)
     probs = served.predict_proba(X)
     metrics.predictions_done(served.version, len(probs))
-    payload, content_type, headers = encode_response(body, served, probs)
-    return Response(payload, content_type=content_type, headers=headers)
+    return encode_response(body, served, probs)
 
 
 # -- request parsing ------------------------------------------------------------

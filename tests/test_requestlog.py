@@ -150,18 +150,18 @@ def test_access_log_flush_zero_writes_each_line(settings, capsys):
 def test_metrics_know_their_process_after_a_fork():
     # prometheus-client's multiprocess files are per process: the remembered pid
     # must follow a fork, or two workers would write to one file.
-    from service import metrics
+    from service import procinfo
 
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child reports its remembered and its real pid
-        os.write(write, f"{metrics._pid} {os.getpid()}".encode())
+        os.write(write, f"{procinfo.pid()} {os.getpid()}".encode())
         os._exit(0)
     os.close(write)
     remembered, real = os.read(read, 100).decode().split()
     os.waitpid(pid, 0)
     os.close(read)
-    assert remembered == real == str(pid) and metrics._pid == os.getpid()
+    assert remembered == real == str(pid) and procinfo.pid() == os.getpid()
 
 
 def test_buffered_lines_go_out_in_whole_line_writes_no_larger_than_pipe_buf():
