@@ -72,7 +72,7 @@ def test_corpus(server, case):
 
 def test_oversized_body_is_refused_before_it_is_read(server):
     # Claim 1 GB and send nothing more: the answer comes from the header alone.
-    with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=10) as s:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         s.sendall(b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
                   b"Content-Length: 1000000000\r\n\r\n")
         reply = b""
@@ -86,7 +86,7 @@ def test_oversized_body_is_refused_before_it_is_read(server):
 
 
 def _raw(server, payload: bytes, read_timeout: float = 10.0) -> bytes:
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as s:
         s.sendall(payload)
         s.shutdown(socket.SHUT_WR)
@@ -131,7 +131,7 @@ def test_malformed_request_lines(server):
 def test_slow_upload_does_not_block_other_clients(server):
     """A client trickling its body keeps one thread busy; everyone else is served."""
     body, ctype = multipart(DIGIT)
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     done = {}
 
     def slow_client():

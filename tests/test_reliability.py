@@ -10,13 +10,11 @@ queueing, in-flight requests finished on SIGTERM.
 
 from __future__ import annotations
 
-import io
 import shutil
 import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests

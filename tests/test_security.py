@@ -1,9 +1,7 @@
 """Security properties that cut across modules."""
 
 import ast
-import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest

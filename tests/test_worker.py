@@ -94,7 +94,7 @@ def test_every_method_gets_an_answer_through_gunicorn(tmp_path):
             r = session.request(method, server.url + path, timeout=5)
             assert r.status_code == status, (method, path)
         # a raw HEAD on a fresh socket: the head arrives and the connection stays usable
-        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=5) as s:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
             s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
             data = b""
             while not (data.count(b"HTTP/1.1 200") == 2 and data.rstrip().endswith(b"}")):
