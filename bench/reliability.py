@@ -17,12 +17,11 @@ answer), prints its figures and returns them as a dict, so the tests in
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
+import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -69,22 +68,24 @@ class Gunicorn(Server):
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-2000:]}")
-            try:
-                text = requests.get(self.url + "/metrics", timeout=1).text
-                if text.count("mnist_model_active_version{") >= workers:
-                    return
-            except requests.RequestException:
-                pass
+            if len(_worker_versions_or_none(self.url)) >= workers:
+                return
             time.sleep(0.1)
         raise TimeoutError("gunicorn workers not ready")
 
 
-def _serves(url: str, pid: int) -> bool:
-    """Return whether worker ``pid`` has reported a loaded model (its gauge in /metrics)."""
+def worker_versions(url: str, timeout: float = 5) -> dict[str, float]:
+    """Return {worker pid: version it serves}, from the per-worker gauge in /metrics."""
+    text = requests.get(url + "/metrics", timeout=timeout).text
+    return {pid: float(v) for pid, v in
+            re.findall(r'mnist_model_active_version\{pid="(\d+)"\} ([0-9.]+)', text)}
+
+
+def _worker_versions_or_none(url: str) -> dict[str, float]:
     try:
-        return f'mnist_model_active_version{{pid="{pid}"}}' in requests.get(url + "/metrics", timeout=1).text
+        return worker_versions(url, timeout=1)
     except requests.RequestException:
-        return False
+        return {}
 
 
 def rss_kb(pid: int) -> int:
@@ -224,8 +225,8 @@ def kill_worker(scenario: Scenario, seconds: float = 20, connections: int = 32) 
         recovered = None
         while time.monotonic() - killed_at < seconds:
             workers = server.workers()
-            if victim not in workers and len(workers) == 2 and all(
-                    _serves(server.url, pid) for pid in workers):
+            if victim not in workers and len(workers) == 2 and (
+                    {str(pid) for pid in workers} <= _worker_versions_or_none(server.url).keys()):
                 recovered = time.monotonic() - killed_at
                 break
             time.sleep(0.05)

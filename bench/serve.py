@@ -17,8 +17,6 @@ Markdown table for ``bench/RESULTS.md``.
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
 import os
 import platform

@@ -15,6 +15,9 @@ from model.store import ARTIFACT_FILE
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 BUNDLED_ARTIFACTS = REPO / "artifacts"
+RESOURCES = REPO / "tests" / "resources"
+DIGIT_PNG_PATH = RESOURCES / "mnist_test_0_label7.png"  # an MNIST test 7, as a PNG
+DIGIT_PNG = DIGIT_PNG_PATH.read_bytes()
 
 
 def make_synthetic_mnist(directory: Path, n_train: int = 2000, n_test: int = 500, seed: int = 0) -> Path:

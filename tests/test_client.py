@@ -1,16 +1,14 @@
 """The requests-based client and its CLI, against a real gunicorn."""
 
-from pathlib import Path
 
 import pytest
 
 from service.client import Client, ClientError, Unreachable, main
 
-from conftest import publish_constant
+from conftest import DIGIT_PNG_PATH, RESOURCES, publish_constant
 from live import free_port, live_server
 
-RESOURCES = Path(__file__).parent / "resources"
-DIGIT = RESOURCES / "mnist_test_0_label7.png"
+DIGIT = DIGIT_PNG_PATH
 TOKEN = "client-admin-token-0123456789"
 
 

@@ -1,7 +1,6 @@
 """The WSGI fast path: same answers as the Flask views, and Flask for everything else."""
 
 import io
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -10,8 +9,9 @@ from werkzeug.test import Client, EnvironBuilder
 
 from service.fastpath import FastPath, multipart_field
 
-RESOURCES = Path(__file__).parent / "resources"
-PNG = (RESOURCES / "mnist_test_0_label7.png").read_bytes()
+from conftest import DIGIT_PNG
+
+PNG = DIGIT_PNG
 
 
 def form(*parts: tuple[str, bytes], boundary: str = "b0undary", preamble: bytes = b"") -> bytes:

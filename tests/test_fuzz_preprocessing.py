@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import resource
 import signal
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +22,9 @@ from PIL import Image
 
 from service.preprocessing import ImageError, preprocess
 
-DIGIT = Image.open(Path(__file__).parent / "resources" / "mnist_test_0_label7.png")
+from conftest import DIGIT_PNG_PATH
+
+DIGIT = Image.open(DIGIT_PNG_PATH)
 PER_CASE_SECONDS = 5
 RUN = {"cases": 0, "ok": 0, "rejected": 0}
 

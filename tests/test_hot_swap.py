@@ -11,18 +11,17 @@ import re
 import shutil
 import threading
 import time
-from pathlib import Path
 
-import pytest
 import requests
 
+from bench.reliability import worker_versions
 from model.store import ARTIFACT_FILE
 
-from conftest import publish_constant
+from conftest import DIGIT_PNG, publish_constant
 from live import live_server
 
 TOKEN = "hot-swap-admin-token-0123456789"
-DIGIT = (Path(__file__).parent / "resources" / "mnist_test_0_label7.png").read_bytes()
+DIGIT = DIGIT_PNG
 HOT = {"1": 3, "2": 5, "4": 8}  # version -> class its constant model predicts
 
 
@@ -64,12 +63,6 @@ class Traffic:
 
     def since(self, t0: float):
         return [r for r in self.results if r[0] >= t0]
-
-
-def worker_versions(url: str) -> dict[str, float]:
-    text = requests.get(url + "/metrics", timeout=5).text
-    return {pid: float(v) for pid, v in
-            re.findall(r'mnist_model_active_version\{pid="(\d+)"\} ([0-9.]+)', text)}
 
 
 def wait_converged(url: str, version: int, workers: int, timeout: float = 15.0) -> float:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import BUNDLED_ARTIFACTS
+from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG
 from live import live_server
 
 NASTY = Path(__file__).parent / "resources" / "nasty"
 CASES = json.loads((NASTY / "manifest.json").read_text())
-DIGIT = (Path(__file__).parent / "resources" / "mnist_test_0_label7.png").read_bytes()
+DIGIT = DIGIT_PNG
 MAX_UPLOAD = 2 * 1024 * 1024
 
 

@@ -1,7 +1,6 @@
 """Upload preprocessing on synthetic variations of real digits (no model needed)."""
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +9,8 @@ from PIL import Image, ImageOps
 from service.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, decode_image,
                                    normalize_digit, preprocess, to_input_array)
 
-RESOURCES = Path(__file__).parent / "resources"
+from conftest import RESOURCES
+
 DIGITS = sorted(RESOURCES.glob("mnist_test_*.png"))
 
 

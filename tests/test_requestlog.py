@@ -12,7 +12,7 @@ from service import create_app
 from service.logs import PIPE_BUF, BufferedStreamHandler, JsonFormatter, log_fields
 from service.settings import SettingsError, load_settings
 
-from conftest import derive
+from conftest import DIGIT_PNG, derive
 
 
 @pytest.fixture
@@ -29,8 +29,7 @@ def access_lines(settings):
 def test_one_json_line_per_request(settings, access_lines):
     app = create_app(derive(settings, access_log=True), poll=False)
     client = app.test_client()
-    png = open("tests/resources/mnist_test_0_label7.png", "rb").read()
-    client.post("/v1/predict", data=png, content_type="image/png", headers={"X-Request-ID": "req-42"})
+    client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png", headers={"X-Request-ID": "req-42"})
     client.get("/missing")
     client.put("/v1/models/active", json={"version": "1"},
                headers={"Authorization": "Bearer secret-token-that-is-wrong"})

@@ -23,7 +23,7 @@ import pytest
 
 from model.store import ARTIFACT_FILE
 
-from conftest import BUNDLED_ARTIFACTS
+from conftest import BUNDLED_ARTIFACTS, RESOURCES
 from live import live_server
 
 try:
@@ -31,7 +31,6 @@ try:
 except ImportError:  # the browser fixture skips (or, in CI, fails) saying so
     expect = sync_playwright = None
 
-RESOURCES = Path(__file__).parent / "resources"
 SERVICE = Path(__file__).resolve().parents[1] / "service"
 SCREENSHOTS = Path(__file__).parent / "out" / "screenshots"
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))  # Debian's; CI installs it

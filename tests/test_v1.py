@@ -3,10 +3,8 @@
 import base64
 import io
 import json
-import shutil
 import zlib
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,15 +14,14 @@ from model.store import ARTIFACT_FILE
 from service import create_app
 from service.schemas import BatchResponse, ErrorResponse, ModelsResponse, PredictionResponse
 
-from conftest import derive, one_hot_probs, publish_constant
+from conftest import DIGIT_PNG, RESOURCES, derive, one_hot_probs, publish_constant
 
-RESOURCES = Path(__file__).parent / "resources"
 TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def digit_png() -> bytes:
-    return (RESOURCES / "mnist_test_0_label7.png").read_bytes()
+    return DIGIT_PNG
 
 
 def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
