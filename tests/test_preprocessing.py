@@ -192,3 +192,24 @@ def test_unaccepted_format_is_refused():
     data = encode(upscale(mnist_digit(0), 56), "PPM")
     with pytest.raises(InvalidImage, match="not a supported image"):
         decode_image(data)
+
+
+def test_background_estimate_follows_shading_and_drops_strokes():
+    # Paper lit from one corner, with two 5 px strokes crossing it (ink bright).
+    from service.preprocessing import _resampling, _smooth_background
+    h, w = 108, 144
+    paper = (np.linspace(20, 80, w)[None] + np.linspace(0, 30, h)[:, None]).astype(np.float32)
+    image = paper.copy()
+    image[27:81, 72:77] += 150
+    image[54:59, 18:126] += 150
+    background = _smooth_background(image)
+    assert background.shape == (h, w)
+    inner = (slice(h // 10, -h // 10), slice(w // 10, -w // 10))
+    assert np.abs(background - paper)[inner].max() < 5  # the shading is followed...
+    assert (background - paper)[image > paper + 100].max() < 5  # ...the strokes are not
+    for n, cells in ((144, 16), (37, 5), (160, 4)):
+        down, up = _resampling(n, cells)
+        assert down.shape == (cells, n) and up.shape == (n, cells)
+        np.testing.assert_allclose(down.sum(axis=1), 1, rtol=1e-6)  # area averages...
+        np.testing.assert_allclose(up.sum(axis=1), 1, rtol=1e-6)  # ...and interpolation weights
+        assert (down >= 0).all() and (up >= 0).all()
