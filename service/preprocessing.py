@@ -394,13 +394,9 @@ def _smooth_background(gray: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=256)
 def _resampling(n: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
     """Return (down, up): float32 matrices that area-average ``n`` samples onto
-    ``cells`` and interpolate back, linearly between cell centres (clamped at
-    the ends) after a [1, 2, 1] smoothing across cells (edges renormalised)."""
-    edges = np.linspace(0.0, n, cells + 1)
-    left, right = edges[:-1, None], edges[1:, None]
-    pixel = np.arange(n, dtype=np.float64)[None, :]
-    overlap = np.clip(np.minimum(right, pixel + 1) - np.maximum(left, pixel), 0.0, None)
-    down = overlap / overlap.sum(axis=1, keepdims=True)
+    ``cells`` (at least 2) and interpolate back, linearly between cell centres
+    (clamped at the ends) after a [1, 2, 1] smoothing across cells (edges
+    renormalised)."""
     position = np.clip((np.arange(n) + 0.5) * cells / n - 0.5, 0.0, cells - 1)
     below = np.minimum(position.astype(int), cells - 2)
     frac = position - below
@@ -409,7 +405,18 @@ def _resampling(n: int, cells: int) -> tuple[np.ndarray, np.ndarray]:
     interp[np.arange(n), below + 1] += frac
     smooth = 2.0 * np.eye(cells) + np.eye(cells, k=1) + np.eye(cells, k=-1)
     smooth /= smooth.sum(axis=1, keepdims=True)
-    return down.astype(np.float32), (interp @ smooth).astype(np.float32)
+    return _area_average(n, cells), (interp @ smooth).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=1024)
+def _area_average(n: int, cells: int) -> np.ndarray:
+    """Return the float32 (cells, n) matrix that averages ``n`` samples onto ``cells``
+    by overlap (what Pillow's BOX filter computes when reducing)."""
+    edges = np.linspace(0.0, n, cells + 1)
+    left, right = edges[:-1, None], edges[1:, None]
+    pixel = np.arange(n, dtype=np.float64)[None, :]
+    overlap = np.clip(np.minimum(right, pixel + 1) - np.maximum(left, pixel), 0.0, None)
+    return (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def _label_components(mask: np.ndarray) -> np.ndarray:
@@ -534,9 +541,9 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     if (new_w, new_h) == (w, h):  # already 20 px on the long side (MNIST-like uploads)
         return _centre(crop)
-    resample = Image.BOX if scale < 1.0 else Image.BILINEAR
-    small = _pixels(_image(crop).resize((new_w, new_h), resample))
-    return _centre(small)
+    if scale < 1.0:  # area averaging, as two small matrix products
+        return _centre(_area_average(h, new_h) @ crop @ _area_average(w, new_w).T)
+    return _centre(_pixels(_image(crop).resize((new_w, new_h), Image.BILINEAR)))
 
 
 def _already_mnist(digit: np.ndarray) -> np.ndarray | None:
