@@ -323,14 +323,16 @@ def _ink(gray: np.ndarray) -> np.ndarray:
         ink = gray - level if level <= 0.5 * (float(gray.min()) + float(gray.max())) else level - gray
         return np.maximum(ink, 0.0, out=ink)
     lo, hi = _quantiles(_sample(gray), 0.001, 0.999)  # a small digit may be under 1% of the pixels
-    if _quantiles(border, 0.5)[0] > (lo + hi) / 2:
+    b_lo, b_median, b_hi = _quantiles(border, 0.05, 0.5, 0.95)
+    if b_median > (lo + hi) / 2:
         gray = 255.0 - gray
         border = 255.0 - border
+        b_lo, b_median, b_hi = 255.0 - b_hi, 255.0 - b_median, 255.0 - b_lo
     if min(gray.shape) >= 64 and _noise_level(border) > NOISE_SIGMA:
         # Only on noisy images: a median also erases the thinnest strokes.
         gray = _median3(gray)
         border = _border(gray)
-    b_lo, b_median, b_hi = _quantiles(border, 0.05, 0.5, 0.95)
+        b_lo, b_median, b_hi = _quantiles(border, 0.05, 0.5, 0.95)
     if b_hi - b_lo > MIN_CONTRAST and min(gray.shape) >= 32:
         background = _smooth_background(gray)
         border_residual = border - _border(background)
@@ -430,16 +432,21 @@ def _label_components(mask: np.ndarray) -> np.ndarray:
     """
     h, w = mask.shape
     big = h * w
-    labels = np.where(mask, np.arange(big, dtype=np.int64).reshape(h, w), big)
-    lookup = np.empty(big + 1, dtype=np.int64)
+    labels = np.where(mask, np.arange(big).reshape(h, w), big)  # intp: indexes without a cast
+    background = np.where(mask, 0, big)  # max() with it resets the background
+    padded = np.full((h + 2, w + 2), big)
+    lookup = np.empty(big + 1, dtype=labels.dtype)
     lookup[big] = big
+    minimum = np.minimum
     for _ in range(big):
-        new = _window_filter(labels, np.minimum, 3)
-        new[~mask] = big
+        padded[1:-1, 1:-1] = labels
+        rows = minimum(minimum(padded[:-2], padded[1:-1]), padded[2:])
+        new = minimum(minimum(rows[:, :-2], rows[:, 1:-1]), rows[:, 2:])  # the 3x3 minimum
+        np.maximum(new, background, out=new)
         for _ in range(2):
             lookup[:big] = new.ravel()
             new = lookup[new]
-        if np.array_equal(new, labels):
+        if (new == labels).all():
             break
         labels = new
     return np.where(mask, labels + 1, 0)
