@@ -192,10 +192,11 @@ def _pixels(image: Image.Image, dtype=np.float32) -> np.ndarray:
     return np.frombuffer(image.tobytes(), dtype).reshape(height, width)
 
 
-def _image(values: np.ndarray) -> Image.Image:
-    """Return a float32 array as an "F" image sharing its memory (no copy)."""
-    values = np.ascontiguousarray(values, dtype=np.float32)
-    return Image.frombuffer("F", values.shape[::-1], values, "raw", "F", 0, 1)
+def _image(values: np.ndarray, mode: str = "F") -> Image.Image:
+    """Return a 2-D array as an "F" (float32) or "L" (uint8) image sharing its
+    memory (no copy when it already has that dtype and is contiguous)."""
+    values = np.ascontiguousarray(values, dtype=np.float32 if mode == "F" else np.uint8)
+    return Image.frombuffer(mode, values.shape[::-1], values, "raw", mode, 0, 1)
 
 
 _OPAQUE = [255 if a > 127 else 0 for a in range(256)]  # alpha -> opaque mask lookup table
@@ -469,8 +470,8 @@ def _digit_box(ink: np.ndarray) -> tuple[int, int, int, int, float]:
         # A coarse grid of about COMPONENT_AREA cells, whatever the aspect ratio;
         # a cell is ink when a fifth of it is, so stray noise pixels don't bridge cells.
         factor = max(1, int(np.ceil(np.sqrt(h * w / COMPONENT_AREA))))
-        coverage = Image.frombuffer("L", (w, h), np.multiply(mask, 255, dtype=np.uint8), "raw", "L", 0, 1)
-        coverage = coverage.reduce(factor)  # the mean of each cell (edge cells: of their pixels)
+        # Pillow's reduce: the mean of each cell (edge cells: of their own pixels).
+        coverage = _image(np.multiply(mask, 255, dtype=np.uint8), "L").reduce(factor)
         small = _pixels(coverage, np.uint8) >= 51
         labels = _label_components(small)
         sizes = np.bincount(labels.ravel())

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from service.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, decode_image,
-                                   normalize_digit, preprocess, to_input_array)
+from service.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, _resampling,
+                                   _smooth_background, decode_image, normalize_digit, preprocess,
+                                   to_input_array)
 
 from conftest import RESOURCES
 
@@ -196,7 +197,6 @@ def test_unaccepted_format_is_refused():
 
 def test_background_estimate_follows_shading_and_drops_strokes():
     # Paper lit from one corner, with two 5 px strokes crossing it (ink bright).
-    from service.preprocessing import _resampling, _smooth_background
     h, w = 108, 144
     paper = (np.linspace(20, 80, w)[None] + np.linspace(0, 30, h)[:, None]).astype(np.float32)
     image = paper.copy()
