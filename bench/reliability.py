@@ -5,7 +5,7 @@
                                                           with model reloads in between
     python -m bench.reliability kill      [--seconds 20]   kill -9 a worker mid-load
     python -m bench.reliability overload  [--seconds 15]   far more connections than capacity
-    python -m bench.reliability all                        each of the above, CI-sized
+    python -m bench.reliability all                        each of the above, short (20, 60, 20 and 15 s)
 
 Every run starts its own gunicorn on 127.0.0.1 (processes are tracked by PID,
 never by name), drives it with wrk (Debian's; installed if missing) through
@@ -49,7 +49,6 @@ class Gunicorn(Server):
         super().__init__("service", "service:create_app()", port, {
             "ARTIFACTS_DIR": str(artifacts), "ADMIN_TOKEN": TOKEN, "ACCESS_LOG": "false",
             "POLL_INTERVAL": "0.5", **{k: str(v) for k, v in env.items()}}, log)
-        self.log_path = log
 
     @property
     def pid(self) -> int:
@@ -118,7 +117,6 @@ def mixed_manifest(directory: Path) -> Path:
 def wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10) -> dict:
     """Run wrk, counting statuses; return requests, statuses, versions, errors, latency."""
     result = run_wrk(url, manifest, connections, seconds, timeout=timeout, count=True)
-    result["socket_errors"] = result["errors"] - result["status"]
     result["failed"] = result["socket_errors"] + sum(
         n for status, n in result["statuses"].items() if not status.startswith("2"))
     return result
