@@ -132,7 +132,7 @@ class Server:
         self.name, self.url = name, f"http://127.0.0.1:{port}"
         full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.log = open(log, "wb")
+        self.log_path, self.log = log, open(log, "wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app],
             cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -163,7 +163,8 @@ class Server:
 
 def run_wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10,
             count: bool = False) -> dict:
-    """Run wrk with ``wrk_rotate.lua`` and return its summary (plus rps and total errors)."""
+    """Run wrk with ``wrk_rotate.lua`` and return its summary, plus rps, socket errors
+    (connect, read, write, timeout) and total errors (those and non-2xx/3xx statuses)."""
     threads = min(2, connections)
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, int(round(seconds)))}s",
            "--timeout", f"{int(timeout)}s", "-s", str(LUA), url, "--", str(manifest),
@@ -174,7 +175,8 @@ def run_wrk(url: str, manifest: Path, connections: int, seconds: float, timeout:
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
     result = json.loads(line[len("WRK_JSON "):])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-    result["errors"] = sum(result[k] for k in ("connect", "read", "write", "status", "timeout"))
+    result["socket_errors"] = sum(result[k] for k in ("connect", "read", "write", "timeout"))
+    result["errors"] = result["socket_errors"] + result["status"]
     return result
 
 
