@@ -107,13 +107,27 @@ def test_buffered_access_log_writes_in_batches_and_on_time():
         assert lines[0]["logger"] == "test.buffered" and lines[0]["level"] == "info"
         assert lines[0]["msg"] == "request" and lines[0]["ts"].endswith("Z")
 
+        log_fields(logger, "request", {"i": 3})
         logger.warning("disk almost full")  # a warning goes out at once, with what waits before it
-        assert json.loads(stream.getvalue().splitlines()[-1])["msg"] == "disk almost full"
-        for i in range(100):  # capacity reached: written without waiting for the flusher
-            log_fields(logger, "request", {"i": i, "pad": "x" * 100})
-        assert len(stream.getvalue().splitlines()) > 4
+        last = [json.loads(line) for line in stream.getvalue().splitlines()[-2:]]
+        assert last[0].get("i") == 3 and last[1]["msg"] == "disk almost full"
     finally:
         logger.handlers = []
+        handler.close()
+
+    # Capacity reached: written without waiting for the (here far off) flusher.
+    stream = io.StringIO()
+    handler = BufferedStreamHandler(stream, interval=60, capacity=4096)
+    logger.handlers = [handler]
+    try:
+        for i in range(100):  # ~150 bytes each: about 27 lines fill 4 KiB
+            log_fields(logger, "request", {"i": i, "pad": "x" * 100})
+        written = [json.loads(line)["i"] for line in stream.getvalue().splitlines()]
+        assert 100 - len(written) <= 4096 // 100  # at most a capacity's worth still waits
+        assert written == list(range(len(written)))  # in order, whole lines
+    finally:
+        logger.handlers = []
+        handler.close()
 
 
 def test_log_fields_matches_the_formatter_and_falls_back_to_logging():

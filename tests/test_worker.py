@@ -103,6 +103,7 @@ def test_every_method_gets_an_answer_through_gunicorn(tmp_path):
                     break
                 data += chunk
         assert data.count(b"HTTP/1.1 200") == 2
+        assert data.split(b"\r\n\r\n", 1)[1].startswith(b"HTTP/1.1 200")  # the HEAD answer has no body
 
 
 def test_the_date_header_is_current_and_in_http_format():
