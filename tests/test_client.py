@@ -8,7 +8,6 @@ from service.client import Client, ClientError, Unreachable, main
 from conftest import DIGIT_PNG_PATH, RESOURCES, publish_constant
 from live import free_port, live_server
 
-DIGIT = DIGIT_PNG_PATH
 TOKEN = "client-admin-token-0123456789"
 
 
@@ -24,9 +23,9 @@ def server(tmp_path_factory):
 def test_client_predicts_lists_and_pins(server):
     client = Client(server.url, token=TOKEN)
     assert client.ready()
-    assert client.predict(DIGIT)["label"] == "5"
-    assert client.predict(DIGIT.read_bytes())["model"]["version"] == "2"
-    batch = client.predict_batch([DIGIT, RESOURCES / "not_an_image.txt", DIGIT])
+    assert client.predict(DIGIT_PNG_PATH)["label"] == "5"
+    assert client.predict(DIGIT_PNG_PATH.read_bytes())["model"]["version"] == "2"
+    batch = client.predict_batch([DIGIT_PNG_PATH, RESOURCES / "not_an_image.txt", DIGIT_PNG_PATH])
     assert [p.get("label") for p in batch] == ["5", None, "5"]
     assert batch[1]["code"] == "invalid_image"
     assert [v["version"] for v in client.models()["versions"]] == ["2", "1"]
@@ -49,14 +48,14 @@ def test_client_errors_carry_the_server_message(server):
 def test_unreachable_server_is_a_clear_error():
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(Unreachable, match="cannot reach .* connection refused"):
-        Client(url, timeout=2).predict(DIGIT)
+        Client(url, timeout=2).predict(DIGIT_PNG_PATH)
 
 
 def test_cli(server, capsys, monkeypatch):
-    assert main(["--url", server.url, "predict", str(DIGIT)]) == 0
+    assert main(["--url", server.url, "predict", str(DIGIT_PNG_PATH)]) == 0
     out = capsys.readouterr().out
     assert "mnist_test_0_label7.png" in out and " 5 " in out and "v2" in out
-    assert main(["--url", server.url, "predict", str(DIGIT), str(RESOURCES / "not_an_image.txt")]) == 1
+    assert main(["--url", server.url, "predict", str(DIGIT_PNG_PATH), str(RESOURCES / "not_an_image.txt")]) == 1
     assert "error (400 invalid_image)" in capsys.readouterr().out
     assert main(["--url", server.url, "models"]) == 0
     out = capsys.readouterr().out

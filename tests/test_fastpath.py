@@ -11,7 +11,6 @@ from service.fastpath import FastPath, multipart_field
 
 from conftest import DIGIT_PNG
 
-PNG = DIGIT_PNG
 
 
 def form(*parts: tuple[str, bytes], boundary: str = "b0undary", preamble: bytes = b"") -> bytes:
@@ -23,15 +22,15 @@ def form(*parts: tuple[str, bytes], boundary: str = "b0undary", preamble: bytes 
 
 
 @pytest.mark.parametrize("body, expected", [
-    (form(("image", PNG)), PNG),
-    (form(("other", b"abc"), ("image", PNG), ("more", b"x")), PNG),
+    (form(("image", DIGIT_PNG)), DIGIT_PNG),
+    (form(("other", b"abc"), ("image", DIGIT_PNG), ("more", b"x")), DIGIT_PNG),
     (form(("image", b"")), b""),
-    (form(("image", PNG), preamble=b"\r\n"), PNG),
-    (form(("image", PNG), preamble=b"ignored preamble\r\n"), PNG),
+    (form(("image", DIGIT_PNG), preamble=b"\r\n"), DIGIT_PNG),
+    (form(("image", DIGIT_PNG), preamble=b"ignored preamble\r\n"), DIGIT_PNG),
     (form(("image", b"a\r\n--b0undar")), b"a\r\n--b0undar"),  # almost a delimiter
-    (form(("image", PNG), ("image", PNG)), None),  # duplicate: Werkzeug decides
-    (form(("other", PNG)), None),
-    (form(("image", PNG))[:-20], None),  # truncated
+    (form(("image", DIGIT_PNG), ("image", DIGIT_PNG)), None),  # duplicate: Werkzeug decides
+    (form(("other", DIGIT_PNG)), None),
+    (form(("image", DIGIT_PNG))[:-20], None),  # truncated
     (b"garbage", None),
     (b"--b0undary\r\nContent-Disposition: form-data; name*=UTF-8''image\r\n\r\nx\r\n--b0undary--", None),
     (b"--b0undary\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nx\r\n--b0undary--\r\n", b"x"),
@@ -73,9 +72,9 @@ def same(fast_response, flask_response):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: dict(data={"image": (io.BytesIO(PNG), "seven.png")}),
-    lambda: dict(data=PNG, content_type="image/png"),
-    lambda: dict(data=PNG, content_type="image/png", query_string="include=input"),
+    lambda: dict(data={"image": (io.BytesIO(DIGIT_PNG), "seven.png")}),
+    lambda: dict(data=DIGIT_PNG, content_type="image/png"),
+    lambda: dict(data=DIGIT_PNG, content_type="image/png", query_string="include=input"),
 ], ids=["multipart", "raw", "include-input"])
 def test_predict_answers_match_flask(app, make):
     fast, flask_only = both(app)
@@ -96,7 +95,7 @@ def test_infer_answers_match_flask(app):
 
 
 def test_request_id_and_version_headers_on_the_fast_path(app):
-    r = Client(app.wsgi_app).post("/v1/predict", data=PNG, content_type="image/png",
+    r = Client(app.wsgi_app).post("/v1/predict", data=DIGIT_PNG, content_type="image/png",
                                   headers={"X-Request-ID": "fast-1"})
     assert r.headers["X-Request-ID"] == "fast-1" and r.headers["X-Model-Version"] == "1"
     assert r.headers["X-Content-Type-Options"] == "nosniff"
@@ -112,13 +111,13 @@ def test_everything_unusual_goes_to_flask(app, monkeypatch):
 
     monkeypatch.setattr(app.wsgi_app, "flask", spy)
     client = Client(app.wsgi_app)
-    assert client.post("/v1/predict", data=PNG, content_type="image/png").status_code == 200
+    assert client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png").status_code == 200
     assert calls == []  # served by the fast path
     cases = [
         (dict(data=b"junk", content_type="image/png"), 400),  # bad image: Flask gives the 400
-        (dict(data={"file": (io.BytesIO(PNG), "x.png")}), 400),  # wrong field
-        (dict(data=PNG, content_type="text/plain"), 415),
-        (dict(data=PNG, content_type="image/png", query_string="include=other"), 400),
+        (dict(data={"file": (io.BytesIO(DIGIT_PNG), "x.png")}), 400),  # wrong field
+        (dict(data=DIGIT_PNG, content_type="text/plain"), 415),
+        (dict(data=DIGIT_PNG, content_type="image/png", query_string="include=other"), 400),
     ]
     for kwargs, status in cases:
         r = client.post("/v1/predict", **kwargs)
@@ -129,7 +128,7 @@ def test_everything_unusual_goes_to_flask(app, monkeypatch):
 
 
 def test_chunked_upload_goes_to_flask(app):
-    env = EnvironBuilder(method="POST", path="/v1/predict", data=PNG, content_type="image/png").get_environ()
+    env = EnvironBuilder(method="POST", path="/v1/predict", data=DIGIT_PNG, content_type="image/png").get_environ()
     del env["CONTENT_LENGTH"]
     env["HTTP_TRANSFER_ENCODING"] = "chunked"
     env["wsgi.input_terminated"] = True

@@ -21,7 +21,6 @@ from conftest import DIGIT_PNG, publish_constant
 from live import live_server
 
 TOKEN = "hot-swap-admin-token-0123456789"
-DIGIT = DIGIT_PNG
 HOT = {"1": 3, "2": 5, "4": 8}  # version -> class its constant model predicts
 
 
@@ -43,7 +42,7 @@ class Traffic:
             try:
                 # Every few requests a fresh connection, so all workers are reached.
                 s = session if n % 4 else requests
-                r = s.post(self.url + "/v1/predict", data=DIGIT,
+                r = s.post(self.url + "/v1/predict", data=DIGIT_PNG,
                            headers={"Content-Type": "image/png"}, timeout=10)
                 body = r.json()
                 version = body.get("model", {}).get("version")
@@ -164,7 +163,7 @@ def test_restart_comes_back_on_the_pinned_version(tmp_path):
         assert pin(server.url, "1").status_code == 200
     with live_server(env, tmp_path) as server:
         wait_converged(server.url, 1, workers=2)
-        r = requests.post(server.url + "/v1/predict", data=DIGIT,
+        r = requests.post(server.url + "/v1/predict", data=DIGIT_PNG,
                           headers={"Content-Type": "image/png"}, timeout=5)
         assert r.json()["model"]["version"] == "1" and r.json()["predicted_class"] == 3
 
@@ -207,7 +206,7 @@ def test_metrics_merge_across_workers(tmp_path):
     with live_server({"ARTIFACTS_DIR": artifacts}, tmp_path, workers=3) as server:
         wait_converged(server.url, 1, workers=3)
         for _ in range(60):  # fresh connections spread over the workers
-            assert requests.post(server.url + "/v1/predict", data=DIGIT,
+            assert requests.post(server.url + "/v1/predict", data=DIGIT_PNG,
                                  headers={"Content-Type": "image/png"}, timeout=5).status_code == 200
         text = requests.get(server.url + "/metrics", timeout=5).text
     count = re.search(r'mnist_http_requests_total\{endpoint="v1.predict",method="POST",status="200"\} '

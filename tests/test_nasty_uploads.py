@@ -11,17 +11,15 @@ import json
 import socket
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG
+from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG, RESOURCES
 from live import live_server
 
-NASTY = Path(__file__).parent / "resources" / "nasty"
+NASTY = RESOURCES / "nasty"
 CASES = json.loads((NASTY / "manifest.json").read_text())
-DIGIT = DIGIT_PNG
 MAX_UPLOAD = 2 * 1024 * 1024
 
 
@@ -66,7 +64,7 @@ def test_corpus(server, case):
         assert body["label"] == case["label"]
     assert elapsed < 10, f"{case['file']} took {elapsed:.1f}s"
     # The server is still fine afterwards.
-    assert requests.post(server.url + "/v1/predict", data=DIGIT, headers={"Content-Type": "image/png"},
+    assert requests.post(server.url + "/v1/predict", data=DIGIT_PNG, headers={"Content-Type": "image/png"},
                          timeout=10).status_code == 200
 
 
@@ -105,14 +103,14 @@ def _raw(server, payload: bytes, read_timeout: float = 10.0) -> bytes:
 def test_content_length_shorter_than_claimed(server):
     # The client promises 5000 bytes, sends 100 and closes its side.
     reply = _raw(server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                         b"Content-Length: 5000\r\n\r\n" + DIGIT[:100])
+                         b"Content-Length: 5000\r\n\r\n" + DIGIT_PNG[:100])
     assert not reply.startswith(b"HTTP/1.1 5"), reply[:200]
     assert b"Traceback" not in reply
 
 
 def test_content_length_longer_than_claimed(server):
     # The extra bytes after the announced body are not a request: a 400, never a 500.
-    body, ctype = multipart(DIGIT)
+    body, ctype = multipart(DIGIT_PNG)
     reply = _raw(server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype.encode()
                  + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
                  + b"GARBAGE THAT IS NOT HTTP\r\n\r\n")
@@ -130,7 +128,7 @@ def test_malformed_request_lines(server):
 
 def test_slow_upload_does_not_block_other_clients(server):
     """A client trickling its body keeps one thread busy; everyone else is served."""
-    body, ctype = multipart(DIGIT)
+    body, ctype = multipart(DIGIT_PNG)
     port = server.port
     done = {}
 
@@ -149,7 +147,7 @@ def test_slow_upload_does_not_block_other_clients(server):
     latencies = []
     for _ in range(20):
         started = time.monotonic()
-        r = requests.post(server.url + "/v1/predict", data=DIGIT, headers={"Content-Type": "image/png"},
+        r = requests.post(server.url + "/v1/predict", data=DIGIT_PNG, headers={"Content-Type": "image/png"},
                           timeout=10)
         latencies.append(time.monotonic() - started)
         assert r.status_code == 200

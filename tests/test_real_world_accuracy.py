@@ -7,7 +7,6 @@ classified by the bundled artifact. Target: >= 98% overall.
 """
 
 import collections
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from model.data import load_dataset
 from service import create_app
 from service.settings import Settings
 
-from conftest import BUNDLED_ARTIFACTS, SHARED_DATASETS
+from conftest import BUNDLED_ARTIFACTS, RESOURCES, SHARED_DATASETS
 from rerender import KINDS, rerender_set
 
 PER_KIND = 60
@@ -31,7 +30,7 @@ def digits():
         ds = load_dataset("mnist", SHARED_DATASETS, download=False)
         order = np.random.default_rng(2026).permutation(len(ds.test_images))[:PER_KIND * len(KINDS)]
         return ds.test_images[order], ds.test_labels[order]
-    paths = sorted((Path(__file__).parent / "resources").glob("mnist_test_*_label*.png"))
+    paths = sorted(RESOURCES.glob("mnist_test_*_label*.png"))
     images = np.stack([np.asarray(Image.open(p)) for p in paths])
     labels = np.array([int(p.stem.rsplit("label", 1)[1]) for p in paths])
     return images, labels

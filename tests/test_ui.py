@@ -23,7 +23,7 @@ import pytest
 
 from model.store import ARTIFACT_FILE
 
-from conftest import BUNDLED_ARTIFACTS, RESOURCES
+from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG_PATH, RESOURCES
 from live import live_server
 
 try:
@@ -226,7 +226,7 @@ def test_drawing_a_one_and_a_zero(desktop):
 def test_uploading_an_mnist_digit(desktop):
     page, console = desktop
     with page.expect_response(lambda r: "/v1/predict" in r.url):
-        page.get_by_label("Choose image").set_input_files(RESOURCES / "mnist_test_0_label7.png")
+        page.get_by_label("Choose image").set_input_files(DIGIT_PNG_PATH)
     expect(page.get_by_test_id("prediction")).to_have_text("7")
     expect(page.locator("#upload-preview")).to_be_visible()
     top = page.get_by_test_id("probabilities").locator("li.top")

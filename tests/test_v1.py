@@ -20,10 +20,6 @@ TOKEN = "test-admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def digit_png() -> bytes:
-    return DIGIT_PNG
-
-
 def png_bytes(array: np.ndarray, mode: str = "L") -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array, mode=mode).save(buf, format="PNG")
@@ -49,38 +45,38 @@ def assert_prediction(body: dict, hot: int = 3, version: str = "1"):
 
 
 def test_predict_multipart(client):
-    r = client.post("/v1/predict", data={"image": (io.BytesIO(digit_png()), "seven.png")})
+    r = client.post("/v1/predict", data={"image": (io.BytesIO(DIGIT_PNG), "seven.png")})
     assert r.status_code == 200, r.json
     assert_prediction(r.json)
     assert r.headers["X-Model-Version"] == "1"
 
 
 def test_predict_raw_body(client):
-    r = client.post("/v1/predict", data=digit_png(), content_type="image/png")
+    r = client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
     assert r.status_code == 200
     assert_prediction(r.json)
 
 
 @pytest.mark.parametrize("prefix", ["", "data:image/png;base64,"])
 def test_predict_json_base64(client, prefix):
-    encoded = prefix + base64.b64encode(digit_png()).decode()
+    encoded = prefix + base64.b64encode(DIGIT_PNG).decode()
     r = client.post("/v1/predict", json={"image": encoded})
     assert r.status_code == 200
     assert_prediction(r.json)
 
 
 def test_predict_can_return_the_input_image(client):
-    r = client.post("/v1/predict?include=input", data=digit_png(), content_type="image/png")
+    r = client.post("/v1/predict?include=input", data=DIGIT_PNG, content_type="image/png")
     url = r.json["input_image"]
     assert url.startswith("data:image/png;base64,")
     seen = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
     assert seen.size == (28, 28) and seen.mode == "L"
-    assert "input_image" not in client.post("/v1/predict", data=digit_png(),
+    assert "input_image" not in client.post("/v1/predict", data=DIGIT_PNG,
                                             content_type="image/png").json
 
 
 def test_request_id_is_echoed_or_created(client):
-    r = client.post("/v1/predict", data=digit_png(), content_type="image/png",
+    r = client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png",
                     headers={"X-Request-ID": "abc-123"})
     assert r.headers["X-Request-ID"] == "abc-123"
     r = client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
@@ -102,8 +98,8 @@ BAD_UPLOADS = [
     ("empty raw body", dict(data=b"", content_type="image/png"), 400, "invalid_image"),
     ("not an image", dict(data=(RESOURCES / "not_an_image.txt").read_bytes(), content_type="image/png"),
      400, "invalid_image"),
-    ("truncated png", dict(data=digit_png()[:60], content_type="image/png"), 400, "invalid_image"),
-    ("wrong field", dict(data=_multipart("file", digit_png())), 400, "bad_request"),
+    ("truncated png", dict(data=DIGIT_PNG[:60], content_type="image/png"), 400, "invalid_image"),
+    ("wrong field", dict(data=_multipart("file", DIGIT_PNG)), 400, "bad_request"),
     ("empty multipart file", dict(data=_multipart("image", b"")), 400, "invalid_image"),
     ("text/plain", dict(data=b"hello", content_type="text/plain"), 415, "unsupported_media_type"),
     ("no content type", dict(data=b"hello"), 400, "bad_request"),
@@ -163,9 +159,9 @@ def test_unknown_route_is_json_404(client):
 
 
 def test_batch_keeps_order_and_isolates_failures(client):
-    files = [(io.BytesIO(digit_png()), "a.png"), (io.BytesIO(b"garbage"), "b.png"),
+    files = [(io.BytesIO(DIGIT_PNG), "a.png"), (io.BytesIO(b"garbage"), "b.png"),
              (io.BytesIO(png_bytes(np.zeros((28, 28), np.uint8))), "blank.png"),
-             (io.BytesIO(digit_png()), "d.png")]
+             (io.BytesIO(DIGIT_PNG), "d.png")]
     r = client.post("/v1/predict/batch", data={"images": files})
     assert r.status_code == 200
     BatchResponse.model_validate(r.json)
@@ -181,12 +177,12 @@ def test_batch_keeps_order_and_isolates_failures(client):
 def test_batch_limits_and_errors(settings):
     app = create_app(derive(settings, max_batch_images=3), poll=False)
     client = app.test_client()
-    files = [(io.BytesIO(digit_png()), f"{i}.png") for i in range(4)]
+    files = [(io.BytesIO(DIGIT_PNG), f"{i}.png") for i in range(4)]
     r = client.post("/v1/predict/batch", data={"images": files})
     assert r.status_code == 413 and "limit is 3" in r.json["error"]
-    r = client.post("/v1/predict/batch", data={"image": (io.BytesIO(digit_png()), "x.png")})
+    r = client.post("/v1/predict/batch", data={"image": (io.BytesIO(DIGIT_PNG), "x.png")})
     assert r.status_code == 400 and "images" in r.json["error"]
-    r = client.post("/v1/predict/batch", data=digit_png(), content_type="image/png")
+    r = client.post("/v1/predict/batch", data=DIGIT_PNG, content_type="image/png")
     assert r.status_code == 415
 
 
@@ -225,7 +221,7 @@ def test_pin_rollback_roll_forward_and_latest(client, app, artifacts_dir):
     publish_constant(artifacts_dir, hot=5)  # version 2
     registry = app.extensions["registry"]
     registry.refresh()
-    predict = lambda: client.post("/v1/predict", data=digit_png(), content_type="image/png").json
+    predict = lambda: client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png").json
     assert predict()["model"]["version"] == "2"
     r = client.put("/v1/models/active", json={"version": "1"}, headers=AUTH)
     assert r.status_code == 200 and r.json == {"name": "mnist", "version": "1", "pinned": "1"}
@@ -257,7 +253,7 @@ def test_pinning_an_invalid_version_is_422_and_keeps_serving(client, artifacts_d
     r = client.put("/v1/models/active", json={"version": "2"}, headers=AUTH)
     assert r.status_code == 422 and r.json["code"] == "invalid_artifact"
     assert not (artifacts_dir / "mnist" / "pin.json").exists()
-    r = client.post("/v1/predict", data=digit_png(), content_type="image/png")
+    r = client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
     assert r.json["model"]["version"] == "1"
     listing = client.get("/v1/models").json
     assert listing["last_load_error"]["version"] == "2"
@@ -271,7 +267,7 @@ def test_read_token_protects_listing_and_metrics(settings):
         assert client.get(path).status_code == 401
         assert client.get(path, headers={"Authorization": "Bearer reader-token-0123456789"}).status_code == 200
         assert client.get(path, headers=AUTH).status_code == 200
-    assert client.post("/v1/predict", data=digit_png(), content_type="image/png").status_code == 200
+    assert client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png").status_code == 200
 
 
 # -- health, readiness, metrics, openapi ----------------------------------------------
@@ -284,13 +280,13 @@ def test_health_and_readiness(client, settings, tmp_path):
     c = empty.test_client()
     r = c.get("/readyz")
     assert r.status_code == 503 and r.headers["Retry-After"]
-    r = c.post("/v1/predict", data=digit_png(), content_type="image/png")
+    r = c.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
     assert r.status_code == 503 and r.json["code"] == "model_not_ready"
     assert c.get("/healthz").status_code == 200
 
 
 def test_metrics_count_requests_and_predictions(client):
-    client.post("/v1/predict", data=digit_png(), content_type="image/png")
+    client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
     client.post("/v1/predict", data=b"junk", content_type="image/png")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'mnist_http_requests_total{endpoint="v1.predict",method="POST",status="200"}' in text
@@ -327,5 +323,5 @@ def test_nameless_multipart_fields_are_a_400(client, path):
 
 def test_unknown_include_option_is_a_400(client):
     for query in ("include=other", "include=", "include=input,other"):
-        r = client.post(f"/v1/predict?{query}", data=digit_png(), content_type="image/png")
+        r = client.post(f"/v1/predict?{query}", data=DIGIT_PNG, content_type="image/png")
         assert r.status_code == 400, query
