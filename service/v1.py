@@ -24,9 +24,15 @@ from .uploads import parse_json, read_batch, read_image
 bp = Blueprint("v1", __name__, url_prefix="/v1")
 
 
-def _model_ref(served: ServedModel) -> dict:
-    g.model_version = served.version
+def model_ref(served: ServedModel) -> dict:
+    """Return the ``{"name", "version"}`` a prediction names its model by."""
     return {"name": served.name, "version": served.version}
+
+
+def _model_ref(served: ServedModel) -> dict:
+    """``model_ref``, also recorded for the response's X-Model-Version and the access log."""
+    g.model_version = served.version
+    return model_ref(served)
 
 
 INCLUDE_OPTIONS = {"input"}
@@ -47,9 +53,9 @@ def classify(served: ServedModel, data: bytes, max_pixels: int, with_input: bool
     """Return the prediction body for one encoded image (the view's and the fast path's)."""
     digit = preprocess(data, max_pixels)
     probs = served.predict_proba(scale_pixels(digit[None]))
+    body = prediction_body(probs[0], served.labels, model_ref(served), digit if with_input else None)
     metrics.predictions_done(served.version)
-    return prediction_body(probs[0], served.labels, {"name": served.name, "version": served.version},
-                           digit if with_input else None)
+    return body
 
 
 @bp.post("/predict")
@@ -58,8 +64,9 @@ def predict():
     with_input = _include_input()
     data, _ = read_image(request)
     served = current_model()
-    g.model_version = served.version
-    return jsonify(classify(served, data, current_app.config["SETTINGS"].max_image_pixels, with_input))
+    body = classify(served, data, current_app.config["SETTINGS"].max_image_pixels, with_input)
+    g.model_version = served.version  # only an answer names the version, not a refused image
+    return jsonify(body)
 
 
 @bp.post("/predict/batch")

@@ -134,8 +134,9 @@ def run_infer(served, raw: bytes, header_length: str | None, encoding: str | Non
     body = parse_header(header)
     X = read_input(body, binary, max_batch)
     probs = served.predict_proba(X)
-    metrics.predictions_done(served.version, len(probs))
-    return encode_response(body, served, probs)
+    answer = encode_response(body, served, probs)  # may still refuse (e.g. an unknown output)
+    metrics.predictions_done(served.version, len(probs))  # counted once, for an answer given
+    return answer
 
 
 # -- request parsing ------------------------------------------------------------

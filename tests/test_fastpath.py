@@ -135,3 +135,26 @@ def test_chunked_upload_goes_to_flask(app):
     status = []
     body = b"".join(app.wsgi_app(env, lambda s, h, e=None: status.append(s)))
     assert status[0].startswith("200") and orjson.loads(body)["predicted_class"] == 3
+
+
+def _predictions(client) -> float:
+    for line in client.get("/metrics").get_data(as_text=True).splitlines():
+        if line.startswith('mnist_predictions_total{version="1"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_refused_requests_are_not_counted_and_name_no_version(client):
+    # Both go through the fast path first and are then answered by Flask: the
+    # work the fast path did must not count, and a refusal names no model version.
+    before = _predictions(client)
+    body = {"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 784], "data": [0.0] * 784}],
+            "outputs": [{"name": "nope"}]}
+    r = client.post("/v2/models/mnist/infer", json=body)
+    assert r.status_code == 400 and "X-Model-Version" not in r.headers
+    r = client.post("/v1/predict", data=DIGIT_PNG[:60], content_type="image/png")
+    assert r.status_code == 400 and "X-Model-Version" not in r.headers
+    assert _predictions(client) == before
+    r = client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
+    assert r.status_code == 200 and r.headers["X-Model-Version"] == "1"
+    assert _predictions(client) == before + 1
