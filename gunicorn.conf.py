@@ -61,6 +61,14 @@ else:
     os.makedirs(_dir, exist_ok=True)
 
 
+def worker_abort(worker):
+    # A timed-out worker (any worker class) exits before the interpreter's exit
+    # handlers run: write the buffered access-log lines first, they matter most now.
+    from service.logs import flush_buffered
+
+    flush_buffered(timeout=1.0)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
 

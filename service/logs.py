@@ -164,8 +164,8 @@ class BufferedStreamHandler(logging.StreamHandler):
             if piece:
                 self.stream.write("".join(piece))
                 self.stream.flush()
-        except (OSError, ValueError):  # a closed or full stream must not fail a request
-            pass
+        except (OSError, ValueError, RuntimeError):  # a closed or full stream must not fail a request
+            pass  # (RuntimeError: a signal handler's flush re-entering an interrupted write)
 
     def flush(self) -> None:
         with self.lock:

@@ -25,7 +25,6 @@ from gunicorn import util
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import ThreadWorker
 
-from .logs import flush_buffered
 
 __all__ = ["CoalescingResponse", "QueueAwareWorker", "queue_wait"]
 
@@ -131,12 +130,6 @@ class QueueAwareWorker(ThreadWorker):
         wsgi.Response = CoalescingResponse
         util.http_date = http_date
         super().init_process()
-
-    def handle_abort(self, sig, frame):
-        # A timed-out worker is killed before the interpreter's exit handlers
-        # run: write the buffered access-log lines first, they matter most now.
-        flush_buffered(timeout=1.0)
-        super().handle_abort(sig, frame)
 
     def enqueue_req(self, conn):
         conn.mnist_enqueued = time.monotonic()
