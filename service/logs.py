@@ -63,20 +63,20 @@ def _timestamp(created: float) -> str:
     return f"{cached[1]}.{int((created - whole) * 1000):03d}Z"
 
 
+def _json_line(created: float, level: str, logger: str, msg: str, fields: dict) -> str:
+    """Return one log line: ts, level, logger, msg, then ``fields``, as JSON."""
+    return orjson.dumps({"ts": _timestamp(created), "level": level, "logger": logger, "msg": msg,
+                         **fields}, default=str).decode()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": _timestamp(record.created),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        fields = {key: value for key, value in vars(record).items()
+                  if key not in _STANDARD and not key.startswith("_")}
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+            fields["exc"] = self.formatException(record.exc_info)
+        return _json_line(record.created, record.levelname.lower(), record.name, record.getMessage(),
+                          fields)
 
 
 class BufferedStreamHandler(logging.StreamHandler):
@@ -114,8 +114,7 @@ class BufferedStreamHandler(logging.StreamHandler):
 
     def append_fields(self, logger: str, msg: str, fields: dict) -> None:
         """Buffer the line ``JsonFormatter`` would write for an INFO record with ``fields``."""
-        self._append(orjson.dumps({"ts": _timestamp(time.time()), "level": "info", "logger": logger,
-                                   "msg": msg, **fields}, default=str).decode() + self.terminator)
+        self._append(_json_line(time.time(), "info", logger, msg, fields) + self.terminator)
 
     def _append(self, line: str, now: bool = False) -> None:
         with self.lock:  # re-entrant: emit() already holds it
