@@ -23,12 +23,12 @@ from .procinfo import pid
 # Writes up to this size are atomic on a pipe (POSIX requires at least 512; Linux 4096).
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 
-__all__ = ["BufferedStreamHandler", "JsonFormatter", "configure_logging", "flush_buffered", "log_fields"]
+__all__ = ["BufferedStreamHandler", "JsonFormatter", "configure_logging", "flush_buffered", "log_fields",
+           "per_second"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
-_second: tuple[int, str] = (-1, "")
 _buffered: "weakref.WeakSet[BufferedStreamHandler]" = weakref.WeakSet()
 
 
@@ -54,13 +54,31 @@ def flush_buffered(timeout: float = 1.0) -> None:
 os.register_at_fork(after_in_child=_forget_parents_lines)
 
 
+def per_second(format_second):
+    """Return ``format_second(whole_second)``, remembered for the latest second.
+
+    Log timestamps and the HTTP Date header change once a second but were
+    formatted on every request. Thread-safe without a lock: the cache is one
+    tuple, read once and replaced whole.
+    """
+    cache = [(-1, "")]
+
+    def formatted(whole: int) -> str:
+        hit = cache[0]
+        if hit[0] != whole:
+            hit = cache[0] = (whole, format_second(whole))
+        return hit[1]
+
+    return formatted
+
+
+_iso_second = per_second(lambda whole: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+
+
 def _timestamp(created: float) -> str:
-    """Return ``created`` as ISO 8601 UTC with milliseconds (the seconds part cached)."""
-    global _second
-    whole, cached = int(created), _second  # one read: other threads may replace it
-    if cached[0] != whole:
-        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
-    return f"{cached[1]}.{int((created - whole) * 1000):03d}Z"
+    """Return ``created`` as ISO 8601 UTC with milliseconds."""
+    whole = int(created)
+    return f"{_iso_second(whole)}.{int((created - whole) * 1000):03d}Z"
 
 
 def _json_line(created: float, level: str, logger: str, msg: str, fields: dict) -> str:

@@ -25,6 +25,7 @@ from gunicorn import util
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import ThreadWorker
 
+from .logs import per_second
 
 __all__ = ["CoalescingResponse", "QueueAwareWorker", "queue_wait"]
 
@@ -99,7 +100,7 @@ class CoalescingResponse(wsgi.Response):
 
 
 _gunicorn_http_date = util.http_date
-_date_cache: tuple[int, str] = (-1, "")
+_current_date = per_second(_gunicorn_http_date)
 
 
 def http_date(timestamp=None) -> str:
@@ -108,13 +109,9 @@ def http_date(timestamp=None) -> str:
     The Date header has one-second resolution; formatting it with
     ``email.utils`` on every response cost 2% of a small prediction.
     """
-    global _date_cache
     if timestamp is not None:
         return _gunicorn_http_date(timestamp)
-    now, cached = int(time.time()), _date_cache  # one read: other threads may replace it
-    if cached[0] != now:
-        cached = _date_cache = (now, _gunicorn_http_date(now))
-    return cached[1]
+    return _current_date(int(time.time()))
 
 
 class QueueAwareWorker(ThreadWorker):
