@@ -18,7 +18,6 @@ import weakref
 
 import orjson
 
-from .procinfo import pid
 
 # Writes up to this size are atomic on a pipe (POSIX requires at least 512; Linux 4096).
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
@@ -32,9 +31,13 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message
 _buffered: "weakref.WeakSet[BufferedStreamHandler]" = weakref.WeakSet()
 
 
-def _forget_parents_lines() -> None:
-    for handler in list(_buffered):  # the parent writes the lines it holds, not the child too
-        handler._lines, handler._size = [], 0
+def _after_fork_in_child() -> None:
+    for handler in list(_buffered):
+        handler._lines, handler._size = [], 0  # the parent writes the lines it holds, not the child too
+        stopped, handler._stop = handler._stop.is_set(), threading.Event()  # its lock may be held
+        if stopped:
+            handler._stop.set()
+        handler._flusher = False  # threads do not survive fork: each gunicorn worker starts its own
 
 
 def flush_buffered(timeout: float = 1.0) -> None:
@@ -51,7 +54,7 @@ def flush_buffered(timeout: float = 1.0) -> None:
                 handler.lock.release()
 
 
-os.register_at_fork(after_in_child=_forget_parents_lines)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def per_second(format_second):
@@ -116,7 +119,7 @@ class BufferedStreamHandler(logging.StreamHandler):
         self.interval, self.capacity = interval, capacity
         self._lines: list[str] = []
         self._size = 0
-        self._flusher_pid = None
+        self._flusher = False  # started in this process
         self._stop = threading.Event()  # not _closed: logging.Handler.close() sets that
         _buffered.add(self)
 
@@ -143,17 +146,16 @@ class BufferedStreamHandler(logging.StreamHandler):
         self._ensure_flusher()
 
     def _ensure_flusher(self) -> None:
-        # Threads do not survive fork: each gunicorn worker starts its own.
-        if self._flusher_pid == pid():
+        if self._flusher:
             return
         with self.lock:
-            if self._flusher_pid == pid():
+            if self._flusher:
                 return
             try:
                 threading.Thread(target=self._flush_until_stopped, name="log-flusher", daemon=True).start()
             except RuntimeError:  # no thread to be had: lines still go out at capacity and exit
                 return
-            self._flusher_pid = pid()
+            self._flusher = True
 
     def _flush_until_stopped(self) -> None:
         while not self._stop.wait(self.interval):

@@ -1,9 +1,8 @@
 """The current process id without a system call per ask.
 
 ``os.getpid()`` is a system call. Code on the request path that needs the pid
-(prometheus-client's multiprocess files, the access log's flusher thread)
-reads ``pid()``, which is remembered and refreshed in the child after every
-fork.
+(prometheus-client's multiprocess files) reads ``pid()``, which is remembered
+and refreshed in the child after every fork.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 
 import pytest
@@ -216,11 +217,14 @@ def test_buffered_handler_closes_twice_flushes_on_demand_and_forgets_lines_acros
         log_fields(logger, "request", {"i": 1})
         read, write = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child must not write the parent's pending line again
-            os.write(write, str(len(handler._lines)).encode())
+        if pid == 0:  # the child must not write the parent's pending line again...
+            pending, started = len(handler._lines), handler._flusher
+            log_fields(logger, "request", {"i": 2})  # ...and starts its own flusher thread
+            flusher = any(t.name == "log-flusher" and t.is_alive() for t in threading.enumerate())
+            os.write(write, f"{pending},{started},{flusher}".encode())
             os._exit(0)
         os.close(write)
-        assert os.read(read, 10) == b"0"
+        assert os.read(read, 32) == b"0,False,True"
         os.waitpid(pid, 0)
         os.close(read)
         assert stream.getvalue() == ""
