@@ -56,7 +56,9 @@ class CoalescingResponse(wsgi.Response):
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info is not None and self._held:
-            self._held = b""  # nothing was sent: the error response may replace the head
+            # Nothing was sent: the error response replaces the head, headers included
+            # (gunicorn would append them to the first response's).
+            self._held, self.headers, self.response_length, self.chunked = b"", [], None, False
         return super().start_response(status, headers, exc_info)
 
     def send_headers(self):
