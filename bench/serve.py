@@ -154,7 +154,7 @@ class Server:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(20)
+                self.process.wait(30)  # gunicorn.conf.py: graceful_timeout = 20
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
