@@ -1,4 +1,5 @@
-"""A gunicorn gthread worker that knows how long each request waited.
+"""A gunicorn gthread worker that knows how long each request waited, and
+serves requests that have fully arrived without a thread hand-off.
 
 gunicorn's gthread worker hands every readable connection to a thread pool
 whose queue is unbounded: under overload, requests wait longer and longer and
@@ -9,8 +10,19 @@ longer than ``QUEUE_TIMEOUT`` with a fast 503 and ``Retry-After`` (see
 ``FastPath._shed`` in ``service/fastpath.py``), which drains the queue quickly and keeps the
 latency of the requests it does serve bounded.
 
+A kept-alive connection whose next request is already complete in the
+socket's receive queue (head and declared body, see ``buffered_request``) is
+served by the event-loop thread itself: reading it cannot block, and the
+pool round trip (queue, thread wake-up, a pipe write to hand the connection
+back) cost more than a small prediction's own work (bench/RESULTS.md).
+Everything else (a new connection, a partial or chunked body, a client
+waiting for ``100 Continue``, TLS, HTTP/2) goes to the thread pool as before.
+While a request is served inline its socket has kernel send and receive
+timeouts (``INLINE_IO_TIMEOUT``), so a client that stops reading cannot
+hold the event loop.
+
 Selected by ``gunicorn.conf.py`` when ``WORKER_CLASS=gthread`` (the default).
-Besides that bookkeeping around two methods of gunicorn's ``ThreadWorker``,
+Besides that bookkeeping around a few methods of gunicorn's ``ThreadWorker``,
 it answers with ``CoalescingResponse`` (head and a small body in one write)
 and formats the ``Date`` header once per second: per-request costs that
 both showed in a profile of a loaded worker (bench/RESULTS.md).
@@ -18,8 +30,15 @@ both showed in a profile of a loaded worker (bench/RESULTS.md).
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import re
+import socket
+import struct
+import termios
 import threading
 import time
+from concurrent import futures
 
 from gunicorn import util
 from gunicorn.http import wsgi
@@ -27,13 +46,64 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from .logs import per_second
 
-__all__ = ["CoalescingResponse", "QueueAwareWorker", "queue_wait"]
+__all__ = ["CoalescingResponse", "QueueAwareWorker", "buffered_request", "queue_wait"]
 
 # Status line and headers are held back and sent with the first body bytes when
 # the two together are at most this long; a larger body goes out after them.
 COALESCE_LIMIT = 64 * 1024
 
+# A request served by the event-loop thread: how long one send or receive may
+# stall it (the kernel's SO_SNDTIMEO / SO_RCVTIMEO; the worker's heartbeat
+# timeout is 30 s), and how much of the head it looks at to decide.
+INLINE_IO_TIMEOUT = 5.0
+INLINE_HEAD_LIMIT = 8192
+# Connections accepted per turn of the loop, at most (the rest wait one turn).
+ACCEPT_BURST = 16
+
 _local = threading.local()
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,15})[ \t]*\r\n", re.IGNORECASE)
+# Heads that need more than bytes already received: a chunked body, a client
+# waiting for "100 Continue" before it sends the body, a protocol upgrade.
+_NOT_INLINE = re.compile(rb"\r\n(?:transfer-encoding|expect|upgrade|http2-settings)[ \t]*:",
+                         re.IGNORECASE)
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+_COUNT = b"\0" * struct.calcsize("i")
+
+
+def buffered_request(sock: socket.socket, buffered: bytes = b"") -> bool:
+    """Whether ``buffered`` (bytes already read from ``sock``) and ``sock``'s
+    receive queue hold a whole HTTP/1.x request.
+
+    That is a complete head without transfer coding, expectation or upgrade,
+    and as many bytes after it as its Content-Length (none without one).
+    Nothing is consumed: ``FIONREAD`` counts the queued bytes and the head is
+    read with ``MSG_PEEK``. A misjudged request is still parsed by gunicorn;
+    at worst it waits for bytes that do not come, bounded by the timeouts.
+    """
+    try:
+        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, _COUNT))[0]
+        if len(buffered) + queued < 16:
+            return False
+        head = buffered[:INLINE_HEAD_LIMIT]
+        if queued and len(head) < INLINE_HEAD_LIMIT:
+            head += sock.recv(min(queued, INLINE_HEAD_LIMIT - len(head)), _PEEK)
+    except (OSError, ValueError):  # closed, reset, or already detached
+        return False
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        return False
+    head = head[:end + 2]
+    if _NOT_INLINE.search(head):
+        return False
+    match = _CONTENT_LENGTH.search(head)
+    return len(buffered) + queued >= end + 4 + (int(match.group(1)) if match else 0)
+
+
+def _io_timeout(sock: socket.socket, seconds: float) -> None:
+    """Set the kernel's send and receive timeouts of ``sock`` (0: none)."""
+    value = struct.pack("ll", int(seconds), int(seconds % 1 * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, value)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, value)
 
 
 def queue_wait() -> float | None:
@@ -117,11 +187,24 @@ def http_date(timestamp=None) -> str:
 
 
 class QueueAwareWorker(ThreadWorker):
-    """gthread worker that records each request's time in the thread-pool queue.
+    """gthread worker that records each request's time in the thread-pool queue
+    and serves fully arrived requests on kept-alive connections inline.
 
     It also answers with ``CoalescingResponse`` (one ``sendall`` per small
     response instead of two).
     """
+
+    _events_at = 0.0  # when the poller last returned: inline requests wait from there
+    _serving_inline = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # gthread closes a connection after its answer when worker_connections -
+        # threads others are idle, reserving a slot per thread. Served inline, a
+        # request needs no thread, and with that reserve a worker holding all its
+        # connections would close one on every answer. The number of connections
+        # is still capped at worker_connections (accepting stops there).
+        self.max_keepalived = self.worker_connections
 
     def init_process(self):
         # wsgi.create() builds the global Response unless told otherwise; this
@@ -130,9 +213,63 @@ class QueueAwareWorker(ThreadWorker):
         util.http_date = http_date
         super().init_process()
 
+    def wait_for_and_dispatch_events(self, timeout):
+        try:
+            events = self.poller.select(timeout)
+            self._events_at = time.monotonic()
+            for key, _ in events:
+                key.data(key.fileobj)
+        except OSError as e:
+            if e.errno != errno.EINTR:
+                raise
+
+    def accept(self, listener):
+        # gthread accepts one connection per turn of the loop: enough while the
+        # loop only dispatches, too few once a turn also serves requests (512
+        # clients connecting at once waited seconds in the kernel's queue).
+        for _ in range(ACCEPT_BURST):
+            accepted = self.nr_conns
+            if accepted >= self.worker_connections:
+                return
+            super().accept(listener)
+            if self.nr_conns == accepted:  # nothing more waiting (or an error, logged)
+                return
+
     def enqueue_req(self, conn):
+        if self._serving_inline:
+            # finish_request() found pipelined bytes read ahead: serve them on the
+            # next turn of the loop, after the connections already waiting.
+            self.method_queue.defer(self.enqueue_req, conn)
+            return
+        if self._can_inline(conn):
+            self._serve_inline(conn)
+            return
+        if getattr(conn, "mnist_bounded", False):
+            # The pool thread reads and writes without the inline bounds, as gthread does.
+            _io_timeout(conn.sock, 0)
+            conn.mnist_bounded = False
         conn.mnist_enqueued = time.monotonic()
         super().enqueue_req(conn)
+
+    def _can_inline(self, conn) -> bool:
+        # Only a kept-alive HTTP/1.x connection in plain TCP.
+        return (conn.initialized and not conn.is_http2 and not self.cfg.is_ssl
+                and conn.parser is not None
+                and buffered_request(conn.sock, conn.parser.unreader.buf.getvalue()))
+
+    def _serve_inline(self, conn):
+        """Serve the connection's complete request on this (the event loop's) thread."""
+        if not getattr(conn, "mnist_bounded", False):
+            _io_timeout(conn.sock, INLINE_IO_TIMEOUT)
+            conn.mnist_bounded = True
+        conn.mnist_enqueued = self._events_at or time.monotonic()
+        done = futures.Future()
+        self._serving_inline = True
+        try:
+            done.set_result(self.handle(conn))  # handle() answers or logs every Exception itself
+            self.finish_request(conn, done)
+        finally:
+            self._serving_inline = False
 
     def handle(self, conn):
         # The pick-up time, before any wait for the client's data: only the

@@ -1,17 +1,20 @@
-"""The gunicorn worker's one-write responses: same bytes as gunicorn's, fewer writes."""
+"""The gunicorn worker: one-write responses (same bytes as gunicorn's, fewer writes),
+and complete requests on kept-alive connections served without the thread pool."""
 
 import re
 import socket
 import sys
+import time
+from contextlib import closing
 
 import pytest
 import requests
 from gunicorn.config import Config
 from gunicorn.http import RequestParser, wsgi
 
-from conftest import BUNDLED_ARTIFACTS
+from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG
 from live import live_server
-from service.worker import COALESCE_LIMIT, CoalescingResponse
+from service.worker import COALESCE_LIMIT, CoalescingResponse, buffered_request
 
 
 class RecordingSocket:
@@ -138,3 +141,98 @@ def test_a_failure_after_start_response_can_still_become_a_500():
     wire = b"".join(sock.writes)
     assert wire.startswith(b"HTTP/1.1 500 ") and b"200 OK" not in wire and wire.endswith(b"\r\n\r\noops")
     assert b"X-First" not in wire and wire.lower().count(b"transfer-encoding") == 0  # the error's headers only
+
+
+@pytest.fixture
+def tcp_pair():
+    """A connected loopback TCP pair: (client, server side)."""
+    with closing(socket.create_server(("127.0.0.1", 0))) as listener:
+        client = socket.create_connection(listener.getsockname(), timeout=5)
+        server, _ = listener.accept()
+    with closing(client), closing(server):
+        yield client, server
+
+
+def arrived(client, server, data: bytes) -> bool:
+    """Send ``data``, let it reach the other side, ask ``buffered_request`` about it."""
+    client.sendall(data)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # loopback delivers at once; allow for a busy machine
+        if len(server.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)) >= len(data):
+            break
+        time.sleep(0.001)
+    return buffered_request(server)
+
+
+POST = b"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: image/png\r\n"
+
+
+@pytest.mark.parametrize("data, complete", [
+    (b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n", True),
+    (b"GET /healthz HTTP/1.1\r\nHost: t\r\n", False),  # the head is not finished
+    (POST + b"Content-Length: 10\r\n\r\n12345", False),  # half the body
+    (POST + b"content-LENGTH:  10 \r\n\r\n1234567890", True),
+    (POST + b"Content-Length: 10\r\n\r\n1234567890GET / HTTP/1.1\r\n", True),  # and more behind it
+    (POST + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", False),
+    (POST + b"Expect: 100-continue\r\nContent-Length: 0\r\n\r\n", False),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", False),
+])
+def test_a_request_counts_as_arrived_only_when_it_is_whole_and_plain(tcp_pair, data, complete):
+    client, server = tcp_pair
+    assert arrived(client, server, data) is complete
+    server.settimeout(5)
+    assert server.recv(65536) == data  # nothing was consumed
+
+
+def test_nothing_or_a_closed_socket_is_not_a_request(tcp_pair):
+    client, server = tcp_pair
+    assert not buffered_request(server)
+    server.close()
+    assert not buffered_request(server)
+
+
+def http_exchange(sock, request: bytes, count: int = 1) -> list[bytes]:
+    """Send ``request`` (``count`` pipelined copies are expected back); return the heads."""
+    sock.sendall(request)
+    data, heads = b"", []
+    while len(heads) < count:
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {len(heads)} answers"
+            data += chunk
+        head, data = data.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
+        while len(data) < length:
+            data += sock.recv(65536)
+        heads.append(head)
+        data = data[length:]
+    return heads
+
+
+def test_a_stalled_upload_does_not_hold_up_complete_requests(tmp_path):
+    # One worker, one pool thread. The stalled upload takes the thread; the kept-alive
+    # connection's complete requests are served by the event loop meanwhile.
+    env = {"ARTIFACTS_DIR": BUNDLED_ARTIFACTS, "ACCESS_LOG": "false", "THREADS": "1"}
+    with live_server(env, tmp_path, workers=1) as server:
+        address = ("127.0.0.1", server.port)
+        health = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        with socket.create_connection(address, timeout=10) as kept, \
+                socket.create_connection(address, timeout=10) as stalled:
+            assert http_exchange(kept, health)[0].startswith(b"HTTP/1.1 200")  # via the pool
+            upload = DIGIT_PNG
+            stalled.sendall(POST + f"Content-Length: {len(upload)}\r\n\r\n".encode() + upload[:10])
+            time.sleep(0.5)  # the pool thread is now reading the rest of that body
+            started = time.monotonic()
+            for _ in range(3):
+                assert http_exchange(kept, health)[0].startswith(b"HTTP/1.1 200")
+            assert time.monotonic() - started < 2.0
+            # 300 pipelined requests in one write: each is answered, in order
+            heads = http_exchange(kept, b"".join(
+                health.replace(b"Host: t", f"Host: t\r\nX-Request-ID: r{i:03d}".encode())
+                for i in range(300)), count=300)
+            assert [re.search(rb"X-Request-ID: (r\d+)", h).group(1) for h in heads] == \
+                [f"r{i:03d}".encode() for i in range(300)]
+            # and the upload, finished late, is answered too
+            stalled.sendall(upload[10:])
+            answer = http_exchange(stalled, b"")[0]
+            assert answer.startswith(b"HTTP/1.1 200"), answer
