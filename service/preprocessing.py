@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import io
+import operator
 import warnings
 from struct import error as struct_error
 
@@ -554,6 +555,9 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
     return _centre(_pixels(_image(crop).resize((new_w, new_h), Image.BILINEAR)))
 
 
+_INDICES = range(FIELD)
+
+
 def _already_mnist(digit: np.ndarray) -> np.ndarray | None:
     """Return a 28x28 uint8 image unchanged if it is already in MNIST's form, else None.
 
@@ -562,20 +566,20 @@ def _already_mnist(digit: np.ndarray) -> np.ndarray | None:
     Running the full normalisation on such an image would only resample it.
     """
     # Two NumPy reductions, then plain Python on 28 numbers a side: NumPy's
-    # per-call cost dominates arrays this small.
-    rows = digit.sum(axis=1, dtype=np.int32).tolist()
+    # per-call cost dominates arrays this small (ufunc methods skip ndarray.sum's wrapper).
+    rows = np.add.reduce(digit, axis=1, dtype=np.int32).tolist()
     if rows[0] or rows[-1]:
         return None
-    cols = digit.sum(axis=0, dtype=np.int32).tolist()
-    if cols[0] or cols[-1] or digit.max() < 200:
+    cols = np.add.reduce(digit, axis=0, dtype=np.int32).tolist()
+    if cols[0] or cols[-1] or np.maximum.reduce(digit, axis=None) < 200:
         return None
     ys = [i for i, v in enumerate(rows) if v]
     xs = [i for i, v in enumerate(cols) if v]
     if max(ys[-1] - ys[0], xs[-1] - xs[0]) + 1 not in (19, BOX):
         return None
     mass = sum(rows)
-    cy = sum(i * v for i, v in enumerate(rows)) / mass
-    cx = sum(i * v for i, v in enumerate(cols)) / mass
+    cy = sum(map(operator.mul, rows, _INDICES)) / mass
+    cx = sum(map(operator.mul, cols, _INDICES)) / mass
     if abs(cy - CENTRE) > 0.5 or abs(cx - CENTRE) > 0.5:
         return None
     return digit
