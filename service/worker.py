@@ -111,6 +111,14 @@ def queue_wait() -> float | None:
     return getattr(_local, "wait", None)
 
 
+# Response header pairs that passed gunicorn's checks unchanged and without side
+# effects (not Content-Length, not hop-by-hop): the same pair is appended as is
+# next time. Filled by the first answers (the fixed API headers, content types);
+# bounded, as per-request values (request ids) pass through it too.
+_PLAIN_HEADERS: set[tuple[str, str]] = set()
+PLAIN_HEADERS_MAX = 256
+
+
 class CoalescingResponse(wsgi.Response):
     """gunicorn's response, writing the head and a small body in one ``sendall``.
 
@@ -130,6 +138,22 @@ class CoalescingResponse(wsgi.Response):
             # (gunicorn would append them to the first response's).
             self._held, self.headers, self.response_length, self.chunked = b"", [], None, False
         return super().start_response(status, headers, exc_info)
+
+    def process_headers(self, headers):
+        # gunicorn validates every header on every response (two regular
+        # expressions and a few string operations each): most of them are the
+        # same few pairs every time.
+        plain = _PLAIN_HEADERS
+        for pair in headers:
+            if type(pair) is tuple and pair in plain:
+                self.headers.append(pair)
+                continue
+            before = len(self.headers)
+            super().process_headers((pair,))
+            if (len(plain) < PLAIN_HEADERS_MAX and type(pair) is tuple
+                    and len(self.headers) == before + 1 and self.headers[-1] == pair
+                    and pair[0].lower() != "content-length" and not util.is_hoppish(pair[0])):
+                plain.add(pair)
 
     def send_headers(self):
         # headers_sent stays False until the head is really written, so gunicorn

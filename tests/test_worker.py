@@ -11,6 +11,7 @@ import pytest
 import requests
 from gunicorn.config import Config
 from gunicorn.http import RequestParser, wsgi
+from gunicorn.http.errors import InvalidResponseHeader, InvalidResponseHeaderName
 
 from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG
 from live import live_server
@@ -67,6 +68,19 @@ def test_the_bytes_on_the_wire_are_gunicorns(case):
     theirs = respond(wsgi.Response, *CASES[case])
     assert without_date(b"".join(ours)) == without_date(b"".join(theirs))
     assert b"".join(ours).startswith(b"HTTP/1.1 ")
+
+
+def test_headers_seen_before_give_the_same_bytes_and_bad_ones_are_still_refused():
+    headers = [("Content-Type", "application/json"), ("X-Frame-Options", "DENY"),
+               ("Content-Length", "13"), ("Connection", "keep-alive"), ("X-Padded", " v ")]
+    case = ("POST", "200 OK", headers, [b'{"class": 7}\n'])
+    theirs = without_date(b"".join(respond(wsgi.Response, *case)))
+    for _ in range(3):  # the first answer fills the cache, the next ones use it
+        assert without_date(b"".join(respond(CoalescingResponse, *case))) == theirs
+    assert theirs.count(b"Connection:") == 1 and b"X-Padded: v\r\n" in theirs  # hop-by-hop dropped, value trimmed
+    for bad in [("X-Bad", "a\r\nInjected: 1"), ("Bad Name", "x"), ("X-Bytes", b"x")]:
+        with pytest.raises((TypeError, InvalidResponseHeader, InvalidResponseHeaderName)):
+            respond(CoalescingResponse, "GET", "200 OK", [("X-Frame-Options", "DENY"), bad], [b""])
 
 
 def test_a_small_response_is_one_write():
