@@ -11,6 +11,7 @@ import pytest
 
 from service import create_app
 from service.logs import PIPE_BUF, BufferedStreamHandler, JsonFormatter, log_fields
+from service.requestlog import request_id_from
 from service.settings import SettingsError, load_settings
 
 from conftest import DIGIT_PNG, derive
@@ -235,3 +236,21 @@ def test_buffered_handler_closes_twice_flushes_on_demand_and_forgets_lines_acros
     handler.close()
     handler.close()  # a second close (logging.shutdown at exit) is harmless
     assert handler._stop.is_set()
+
+
+def test_request_ids_are_new_in_every_process_and_a_sane_incoming_one_is_kept():
+    assert request_id_from("abc-123.x:y") == "abc-123.x:y"
+    for bad in (None, "", "a b", "x" * 129, "caf\u00e9"):
+        new = request_id_from(bad)
+        assert len(new) == 32 and int(new, 16) >= 0
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked worker must not repeat its parent's sequence
+        os.write(write, ",".join(request_id_from(None) for _ in range(3)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode().split(",")
+    os.close(read)
+    parent = [request_id_from(None) for _ in range(3)]
+    assert len(set(child + parent)) == 6
