@@ -520,7 +520,7 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
     BlankImage : no ink that differs from the background.
     """
     if image.mode == "L" and image.size == INPUT_SHAPE[::-1]:
-        ready = _already_mnist(_pixels(image, np.uint8))
+        ready = _already_mnist(image)
         if ready is not None:
             return ready
     gray = _reduce(_to_gray(image))
@@ -558,25 +558,26 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
 _INDICES = range(FIELD)
 
 
-def _already_mnist(digit: np.ndarray) -> np.ndarray | None:
-    """Return a 28x28 uint8 image unchanged if it is already in MNIST's form, else None.
+def _already_mnist(image: Image.Image) -> np.ndarray | None:
+    """Return a 28x28 "L" image's pixels if it is already in MNIST's form, else None.
 
     MNIST form: black frame, white ink reaching full intensity, the digit's
     longer side 19-20 px, its centre of mass within half a pixel of (14, 14).
     Running the full normalisation on such an image would only resample it.
     """
-    # Two NumPy reductions, then plain Python on 28 numbers a side: NumPy's
-    # per-call cost dominates arrays this small (ufunc methods skip ndarray.sum's wrapper).
+    # Pillow's bounding box and extrema (C), then two NumPy reductions and plain
+    # Python on 28 numbers a side: NumPy's per-call cost dominates arrays this small.
+    box = image.getbbox()
+    if box is None:
+        return None
+    left, top, right, bottom = box  # right and bottom exclusive
+    if not (0 < left and 0 < top and right < FIELD and bottom < FIELD):
+        return None
+    if max(right - left, bottom - top) not in (19, BOX) or image.getextrema()[1] < 200:
+        return None
+    digit = _pixels(image, np.uint8)
     rows = np.add.reduce(digit, axis=1, dtype=np.int32).tolist()
-    if rows[0] or rows[-1]:
-        return None
     cols = np.add.reduce(digit, axis=0, dtype=np.int32).tolist()
-    if cols[0] or cols[-1] or np.maximum.reduce(digit, axis=None) < 200:
-        return None
-    ys = [i for i, v in enumerate(rows) if v]
-    xs = [i for i, v in enumerate(cols) if v]
-    if max(ys[-1] - ys[0], xs[-1] - xs[0]) + 1 not in (19, BOX):
-        return None
     mass = sum(rows)
     cy = sum(map(operator.mul, rows, _INDICES)) / mass
     cx = sum(map(operator.mul, cols, _INDICES)) / mass

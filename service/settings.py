@@ -40,8 +40,9 @@ class Settings(BaseSettings):
     keepalive: int = Field(5, ge=0, le=300, description="Seconds an idle keep-alive connection stays open.")
     queue_timeout: float = Field(
         1.0, ge=0, le=300,
-        description="Predictions that waited longer than this for a thread get a fast 503 with "
-                    "Retry-After instead of being served late (gthread only; 0 = never shed).")
+        description="Predictions that waited longer than this for a thread (or for their turn in "
+                    "the worker's event loop) get a fast 503 with Retry-After instead of being "
+                    "served late (gthread only; 0 = never shed).")
     backlog: int = Field(256, ge=1, le=65_535, description="Pending connections the kernel queues.")
     max_requests: int = Field(
         0, ge=0, le=10_000_000,

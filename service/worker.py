@@ -57,8 +57,10 @@ COALESCE_LIMIT = 64 * 1024
 # timeout is 30 s), and how much of the head it looks at to decide.
 INLINE_IO_TIMEOUT = 5.0
 INLINE_HEAD_LIMIT = 8192
-# Connections accepted per turn of the loop, at most (the rest wait one turn).
+# Connections accepted per turn of the loop after a turn longer than
+# ACCEPT_BURST_AFTER seconds (otherwise one, as gthread does).
 ACCEPT_BURST = 16
+ACCEPT_BURST_AFTER = 0.01
 
 _local = threading.local()
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,15})[ \t]*\r\n", re.IGNORECASE)
@@ -219,6 +221,7 @@ class QueueAwareWorker(ThreadWorker):
     """
 
     _events_at = 0.0  # when the poller last returned: inline requests wait from there
+    _last_turn = 0.0  # seconds the previous turn of the loop spent on its events
     _serving_inline = False
 
     def __init__(self, *args, **kwargs):
@@ -239,6 +242,8 @@ class QueueAwareWorker(ThreadWorker):
 
     def wait_for_and_dispatch_events(self, timeout):
         try:
+            if self._events_at:
+                self._last_turn = time.monotonic() - self._events_at
             events = self.poller.select(timeout)
             self._events_at = time.monotonic()
             for key, _ in events:
@@ -248,10 +253,13 @@ class QueueAwareWorker(ThreadWorker):
                 raise
 
     def accept(self, listener):
-        # gthread accepts one connection per turn of the loop: enough while the
-        # loop only dispatches, too few once a turn also serves requests (512
-        # clients connecting at once waited seconds in the kernel's queue).
-        for _ in range(ACCEPT_BURST):
+        # gthread accepts one connection per turn of the loop. While turns are
+        # short that keeps it, and it spreads a burst of new connections over
+        # the workers (they race for each one). Once turns are long (a loop busy
+        # serving), one per turn left clients that connected in a burst waiting
+        # seconds in the kernel's queue: then take up to ACCEPT_BURST at once.
+        burst = ACCEPT_BURST if self._last_turn > ACCEPT_BURST_AFTER else 1
+        for _ in range(burst):
             accepted = self.nr_conns
             if accepted >= self.worker_connections:
                 return
