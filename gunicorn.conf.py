@@ -73,6 +73,10 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+    if hasattr(worker, "mnist_slot"):  # service.worker.QueueAwareWorker: free its slot
+        from service.worker import release_slot
+
+        release_slot(worker)
 
 
 def on_starting(server):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import mmap
 import re
 import socket
 import struct
@@ -46,7 +47,7 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from .logs import per_second
 
-__all__ = ["CoalescingResponse", "QueueAwareWorker", "buffered_request", "queue_wait"]
+__all__ = ["CoalescingResponse", "QueueAwareWorker", "buffered_request", "queue_wait", "release_slot"]
 
 # Status line and headers are held back and sent with the first body bytes when
 # the two together are at most this long; a larger body goes out after them.
@@ -61,6 +62,40 @@ INLINE_HEAD_LIMIT = 8192
 # ACCEPT_BURST_AFTER seconds (otherwise one, as gthread does).
 ACCEPT_BURST = 16
 ACCEPT_BURST_AFTER = 0.01
+# A worker holding more than one connection above the least busy worker stops
+# accepting for this long after an accept, so the others take the next ones.
+ACCEPT_PAUSE = 0.005
+
+# Open connections per worker, shared by all of them: an anonymous mapping
+# created in gunicorn's master (which imports this module to find the worker
+# class) and inherited by every forked worker. Each worker owns one slot of
+# (worker age, connections); the master assigns it before the fork and frees it
+# when the worker exits (``release_slot``, gunicorn.conf.py's child_exit).
+SLOTS = 132  # WORKERS is at most 64; twice that while a reload replaces them
+_SLOT = struct.Struct("qq")
+_TABLE = struct.Struct(f"{2 * SLOTS}q")
+_table = mmap.mmap(-1, _TABLE.size)
+
+
+def _claim_slot(age: int) -> int | None:
+    for slot in range(SLOTS):
+        if _SLOT.unpack_from(_table, slot * _SLOT.size)[0] == 0:
+            _SLOT.pack_into(_table, slot * _SLOT.size, age, 0)
+            return slot
+    return None  # more live workers than slots: this one does not take part
+
+
+def release_slot(worker) -> None:
+    """Free the exited ``worker``'s slot (called in the master)."""
+    slot = getattr(worker, "mnist_slot", None)
+    if slot is not None and _SLOT.unpack_from(_table, slot * _SLOT.size)[0] == worker.age:
+        _SLOT.pack_into(_table, slot * _SLOT.size, 0, 0)
+
+
+def _least_connections() -> int:
+    """The fewest open connections any live worker holds."""
+    values = _TABLE.unpack_from(_table)
+    return min((conns for age, conns in zip(values[0::2], values[1::2]) if age), default=0)
 
 _local = threading.local()
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,15})[ \t]*\r\n", re.IGNORECASE)
@@ -222,10 +257,13 @@ class QueueAwareWorker(ThreadWorker):
 
     _events_at = 0.0  # when the poller last returned: inline requests wait from there
     _last_turn = 0.0  # seconds the previous turn of the loop spent on its events
+    _accept_paused_until = 0.0  # monotonic time; 0: not paused
     _serving_inline = False
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.mnist_slot = _claim_slot(self.age)  # in the master, before the fork
+        self._published = -1
         # gthread closes a connection after its answer when worker_connections -
         # threads others are idle, reserving a slot per thread. Served inline, a
         # request needs no thread, and with that reserve a worker holding all its
@@ -240,7 +278,22 @@ class QueueAwareWorker(ThreadWorker):
         util.http_date = http_date
         super().init_process()
 
+    def _publish(self) -> None:
+        """Write this worker's connection count to its shared slot (if it changed)."""
+        if self.mnist_slot is not None and self.nr_conns != self._published:
+            self._published = self.nr_conns
+            _SLOT.pack_into(_table, self.mnist_slot * _SLOT.size, self.age, self.nr_conns)
+
     def wait_for_and_dispatch_events(self, timeout):
+        self._publish()
+        if self._accept_paused_until:
+            remaining = self._accept_paused_until - time.monotonic()
+            if remaining > 0:
+                timeout = min(timeout, remaining)
+            else:
+                self._accept_paused_until = 0.0
+                if self.alive:
+                    self.set_accept_enabled(self.nr_conns < self.worker_connections)
         try:
             if self._events_at:
                 self._last_turn = time.monotonic() - self._events_at
@@ -252,12 +305,16 @@ class QueueAwareWorker(ThreadWorker):
             if e.errno != errno.EINTR:
                 raise
 
+    def set_accept_enabled(self, enabled):
+        if enabled and self._accept_paused_until:
+            enabled = False  # wait_for_and_dispatch_events() resumes when the pause is over
+        super().set_accept_enabled(enabled)
+
     def accept(self, listener):
         # gthread accepts one connection per turn of the loop. While turns are
-        # short that keeps it, and it spreads a burst of new connections over
-        # the workers (they race for each one). Once turns are long (a loop busy
-        # serving), one per turn left clients that connected in a burst waiting
-        # seconds in the kernel's queue: then take up to ACCEPT_BURST at once.
+        # short that is kept. Once turns are long (a loop busy serving), one per
+        # turn left clients that connected in a burst waiting seconds in the
+        # kernel's queue: then take up to ACCEPT_BURST at once.
         burst = ACCEPT_BURST if self._last_turn > ACCEPT_BURST_AFTER else 1
         for _ in range(burst):
             accepted = self.nr_conns
@@ -266,6 +323,16 @@ class QueueAwareWorker(ThreadWorker):
             super().accept(listener)
             if self.nr_conns == accepted:  # nothing more waiting (or an error, logged)
                 return
+        self._publish()
+        if burst == 1 and self.mnist_slot is not None and self.nr_conns > _least_connections() + 1:
+            # All workers race for each new connection, and one that keeps winning
+            # ends up serving a whole burst of kept-alive clients (wrk's 8 went to
+            # one worker in some runs) while the others idle; a worker serves its
+            # complete requests one at a time. So a worker ahead of the least busy
+            # one by more than a connection lets the others take the next ones.
+            # The least busy worker never pauses: accepting is never slowed down.
+            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+            self.set_accept_enabled(False)
 
     def enqueue_req(self, conn):
         if self._serving_inline:

@@ -1,6 +1,7 @@
 """The gunicorn worker: one-write responses (same bytes as gunicorn's, fewer writes),
 and complete requests on kept-alive connections served without the thread pool."""
 
+import os
 import re
 import socket
 import sys
@@ -15,6 +16,7 @@ from gunicorn.http.errors import InvalidResponseHeader, InvalidResponseHeaderNam
 
 from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG
 from live import live_server
+from service import worker as worker_module
 from service.worker import COALESCE_LIMIT, CoalescingResponse, buffered_request
 
 
@@ -250,3 +252,67 @@ def test_a_stalled_upload_does_not_hold_up_complete_requests(tmp_path):
             stalled.sendall(upload[10:])
             answer = http_exchange(stalled, b"")[0]
             assert answer.startswith(b"HTTP/1.1 200"), answer
+
+
+def test_connection_slots_are_claimed_published_and_freed():
+    class Exited:  # what the master holds for an exited worker
+        def __init__(self, age, slot):
+            self.age, self.mnist_slot = age, slot
+
+    table = bytes(worker_module._table)
+    try:
+        worker_module._table[:] = bytes(len(table))
+        a, b = worker_module._claim_slot(1), worker_module._claim_slot(2)
+        assert a != b
+        worker_module._SLOT.pack_into(worker_module._table, a * worker_module._SLOT.size, 1, 7)
+        worker_module._SLOT.pack_into(worker_module._table, b * worker_module._SLOT.size, 2, 3)
+        assert worker_module._least_connections() == 3
+        worker_module.release_slot(Exited(2, b))
+        assert worker_module._least_connections() == 7  # only live workers count
+        worker_module.release_slot(Exited(9, a))  # not its slot: left alone
+        assert worker_module._least_connections() == 7
+        assert worker_module._claim_slot(3) == b  # a freed slot is reused
+    finally:
+        worker_module._table[:] = table
+
+
+def _worker_sockets(master: int, port: int) -> dict[int, int]:
+    """Established connections to ``port`` held by each of ``master``'s workers."""
+    inodes = set()
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
+            inodes.add(fields[9])
+    children = []
+    for task in os.listdir(f"/proc/{master}/task"):
+        children += [int(pid) for pid in open(f"/proc/{master}/task/{task}/children").read().split()]
+    held = {}
+    for pid in children:
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        held[pid] = sum(link[8:-1] in inodes for link in links if link.startswith("socket:["))
+    return held
+
+
+def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(tmp_path):
+    env = {"ARTIFACTS_DIR": BUNDLED_ARTIFACTS, "ACCESS_LOG": "false"}
+    with live_server(env, tmp_path, workers=2) as server:
+        deadline = time.monotonic() + 30  # both workers up, their model loaded
+        while len(re.findall(r'mnist_model_active_version\{pid="\d+"\}',
+                             requests.get(server.url + "/metrics", timeout=5).text)) < 2:
+            assert time.monotonic() < deadline, "the second worker never came up"
+            time.sleep(0.1)
+        health = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+        for attempt in range(3):  # three bursts of 8, as wrk opens them
+            clients = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
+            try:
+                for client in clients:
+                    client.sendall(health)
+                for client in clients:
+                    assert http_exchange(client, b"")[0].startswith(b"HTTP/1.1 200")
+                held = _worker_sockets(server.pid, server.port)
+                assert sum(held.values()) == 8 and len(held) == 2, held
+                assert min(held.values()) >= 3, held  # not 8 on one worker and 0 on the other
+            finally:
+                for client in clients:
+                    client.close()
+            time.sleep(0.2)
