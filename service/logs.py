@@ -18,7 +18,6 @@ import weakref
 
 import orjson
 
-
 # Writes up to this size are atomic on a pipe (POSIX requires at least 512; Linux 4096).
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
 

@@ -66,37 +66,6 @@ ACCEPT_BURST_AFTER = 0.01
 # accepting for this long after an accept, so the others take the next ones.
 ACCEPT_PAUSE = 0.005
 
-# Open connections per worker, shared by all of them: an anonymous mapping
-# created in gunicorn's master (which imports this module to find the worker
-# class) and inherited by every forked worker. Each worker owns one slot of
-# (worker age, connections); the master assigns it before the fork and frees it
-# when the worker exits (``release_slot``, gunicorn.conf.py's child_exit).
-SLOTS = 132  # WORKERS is at most 64; twice that while a reload replaces them
-_SLOT = struct.Struct("qq")
-_TABLE = struct.Struct(f"{2 * SLOTS}q")
-_table = mmap.mmap(-1, _TABLE.size)
-
-
-def _claim_slot(age: int) -> int | None:
-    for slot in range(SLOTS):
-        if _SLOT.unpack_from(_table, slot * _SLOT.size)[0] == 0:
-            _SLOT.pack_into(_table, slot * _SLOT.size, age, 0)
-            return slot
-    return None  # more live workers than slots: this one does not take part
-
-
-def release_slot(worker) -> None:
-    """Free the exited ``worker``'s slot (called in the master)."""
-    slot = getattr(worker, "mnist_slot", None)
-    if slot is not None and _SLOT.unpack_from(_table, slot * _SLOT.size)[0] == worker.age:
-        _SLOT.pack_into(_table, slot * _SLOT.size, 0, 0)
-
-
-def _least_connections() -> int:
-    """The fewest open connections any live worker holds."""
-    values = _TABLE.unpack_from(_table)
-    return min((conns for age, conns in zip(values[0::2], values[1::2]) if age), default=0)
-
 _local = threading.local()
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,15})[ \t]*\r\n", re.IGNORECASE)
 # Heads that need more than bytes already received: a chunked body, a client
@@ -104,7 +73,8 @@ _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:[ \t]*(\d{1,15})[ \t]*\r\n", 
 _NOT_INLINE = re.compile(rb"\r\n(?:transfer-encoding|expect|upgrade|http2-settings)[ \t]*:",
                          re.IGNORECASE)
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
-_COUNT = b"\0" * struct.calcsize("i")
+_INT = struct.Struct("i")
+_COUNT = bytes(_INT.size)
 
 
 def buffered_request(sock: socket.socket, buffered: bytes = b"") -> bool:
@@ -118,7 +88,7 @@ def buffered_request(sock: socket.socket, buffered: bytes = b"") -> bool:
     at worst it waits for bytes that do not come, bounded by the timeouts.
     """
     try:
-        queued = struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.FIONREAD, _COUNT))[0]
+        queued = _INT.unpack(fcntl.ioctl(sock.fileno(), termios.FIONREAD, _COUNT))[0]
         if len(buffered) + queued < 16:
             return False
         head = buffered[:INLINE_HEAD_LIMIT]
@@ -245,6 +215,38 @@ def http_date(timestamp=None) -> str:
     if timestamp is not None:
         return _gunicorn_http_date(timestamp)
     return _current_date(int(time.time()))
+
+
+# Open connections per worker, shared by all of them: an anonymous mapping
+# created in gunicorn's master (which imports this module to find the worker
+# class) and inherited by every forked worker. Each worker owns one slot of
+# (worker age, connections); the master assigns it before the fork and frees it
+# when the worker exits (``release_slot``, gunicorn.conf.py's child_exit).
+SLOTS = 132  # WORKERS is at most 64; twice that while a reload replaces them
+_SLOT = struct.Struct("qq")
+_TABLE = struct.Struct(f"{2 * SLOTS}q")
+_table = mmap.mmap(-1, _TABLE.size)
+
+
+def _claim_slot(age: int) -> int | None:
+    for slot in range(SLOTS):
+        if _SLOT.unpack_from(_table, slot * _SLOT.size)[0] == 0:
+            _SLOT.pack_into(_table, slot * _SLOT.size, age, 0)
+            return slot
+    return None  # more live workers than slots: this one does not take part
+
+
+def release_slot(worker) -> None:
+    """Free the exited ``worker``'s slot (called in the master)."""
+    slot = getattr(worker, "mnist_slot", None)
+    if slot is not None and _SLOT.unpack_from(_table, slot * _SLOT.size)[0] == worker.age:
+        _SLOT.pack_into(_table, slot * _SLOT.size, 0, 0)
+
+
+def _least_connections() -> int:
+    """The fewest open connections any live worker holds."""
+    values = _TABLE.unpack_from(_table)
+    return min((conns for age, conns in zip(values[0::2], values[1::2]) if age), default=0)
 
 
 class QueueAwareWorker(ThreadWorker):
