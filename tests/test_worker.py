@@ -14,6 +14,7 @@ from gunicorn.config import Config
 from gunicorn.http import RequestParser, wsgi
 from gunicorn.http.errors import InvalidResponseHeader, InvalidResponseHeaderName
 
+from bench.reliability import worker_versions
 from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG
 from live import live_server
 from service import worker as worker_module
@@ -276,18 +277,15 @@ def test_connection_slots_are_claimed_published_and_freed():
         worker_module._table[:] = table
 
 
-def _worker_sockets(master: int, port: int) -> dict[int, int]:
-    """Established connections to ``port`` held by each of ``master``'s workers."""
+def _worker_sockets(workers: list[int], port: int) -> dict[int, int]:
+    """Established connections to ``port`` held by each worker process."""
     inodes = set()
     for line in open("/proc/net/tcp").read().splitlines()[1:]:
         fields = line.split()
         if int(fields[1].split(":")[1], 16) == port and fields[3] == "01":  # local port, ESTABLISHED
             inodes.add(fields[9])
-    children = []
-    for task in os.listdir(f"/proc/{master}/task"):
-        children += [int(pid) for pid in open(f"/proc/{master}/task/{task}/children").read().split()]
     held = {}
-    for pid in children:
+    for pid in workers:
         links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         held[pid] = sum(link[8:-1] in inodes for link in links if link.startswith("socket:["))
     return held
@@ -297,10 +295,10 @@ def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(tmp_path):
     env = {"ARTIFACTS_DIR": BUNDLED_ARTIFACTS, "ACCESS_LOG": "false"}
     with live_server(env, tmp_path, workers=2) as server:
         deadline = time.monotonic() + 30  # both workers up, their model loaded
-        while len(re.findall(r'mnist_model_active_version\{pid="\d+"\}',
-                             requests.get(server.url + "/metrics", timeout=5).text)) < 2:
+        while len(worker_versions(server.url)) < 2:
             assert time.monotonic() < deadline, "the second worker never came up"
             time.sleep(0.1)
+        workers = [int(pid) for pid in worker_versions(server.url)]
         health = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
         for attempt in range(3):  # three bursts of 8, as wrk opens them
             clients = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(8)]
@@ -309,7 +307,7 @@ def test_a_burst_of_kept_alive_connections_is_spread_over_the_workers(tmp_path):
                     client.sendall(health)
                 for client in clients:
                     assert http_exchange(client, b"")[0].startswith(b"HTTP/1.1 200")
-                held = _worker_sockets(server.pid, server.port)
+                held = _worker_sockets(workers, server.port)
                 assert sum(held.values()) == 8 and len(held) == 2, held
                 assert min(held.values()) >= 3, held  # not 8 on one worker and 0 on the other
             finally:
