@@ -1,12 +1,20 @@
 """The ``.npz`` model artifact: plain arrays plus one JSON metadata string.
 
-An artifact file holds ``W0, b0, W1, b1, ...`` (float32, ``W{i}`` of shape
-``(sizes[i], sizes[i+1])``) and ``metadata``, a 0-d unicode array whose text is
-the JSON of ``ArtifactMetadata``. Nothing is pickled: ``load_artifact`` opens
-it with ``allow_pickle=False`` and validates everything (member sizes, schema,
-format version, shapes and dtypes against the architecture, finite values,
-label count, input spec, temperature, the weights' SHA-256) before it builds
-a network. Every problem raises ``InvalidArtifact`` naming what is wrong.
+An artifact file holds the network's arrays and ``metadata``, a 0-d unicode
+array whose text is the JSON of ``ArtifactMetadata``. Format version 2
+(``mnist-net-npz``) stores any layer list (``architecture.layers``, see
+``network.py``); its arrays are named ``"{layer}.{name}"`` (``"0.W"``,
+``"1.running_var"``), weights and running statistics alike. Version 1
+(``mnist-mlp-npz``), the original MLP format with ``architecture.sizes`` and
+arrays ``W0, b0, W1, b1, ...``, still loads: it is read as the equivalent
+layer list, and ``save_artifact`` always writes version 2.
+
+Nothing is pickled: ``load_artifact`` opens a file with ``allow_pickle=False``
+and validates everything (member sizes, schema, format version, each layer's
+settings, shapes and dtypes against the architecture, finite values, positive
+running variances, label count, input spec, temperature, the arrays'
+SHA-256) before it builds a network. Every problem raises ``InvalidArtifact``
+naming what is wrong.
 
 Where artifacts live and how versions are numbered is ``store.py``'s concern.
 """
@@ -22,13 +30,13 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .data import INPUT_SHAPE, PIXEL_SCALE
-from .network import ACTIVATIONS, MLP
+from .data import INPUT_SHAPE, INPUT_SIZE, PIXEL_SCALE
+from .network import ACTIVATIONS, Network, mlp_layers
 
 __all__ = [
     "FORMAT",
@@ -37,15 +45,20 @@ __all__ = [
     "InputSpec",
     "InvalidArtifact",
     "LoadedModel",
+    "build_metadata",
     "load_artifact",
+    "read_metadata",
     "save_artifact",
     "weights_sha256",
 ]
 
-FORMAT = "mnist-mlp-npz"
-FORMAT_VERSION = 1
+FORMAT = "mnist-net-npz"
+FORMAT_VERSION = 2
+LEGACY_FORMAT = "mnist-mlp-npz"  # version 1: MLPs only
 MAX_MEMBER_BYTES = 256 * 1024 * 1024  # refuses zip bombs and absurd layers before reading
 MAX_LAYERS = 64
+# The network inputs this code can feed: flat pixels (MLP) or one-channel images (CNN).
+INPUT_SHAPES = ((INPUT_SIZE,), (1, *INPUT_SHAPE))
 
 
 class InvalidArtifact(ValueError):
@@ -65,23 +78,87 @@ class InputSpec(_Strict):
     polarity: Literal["white_on_black"] = "white_on_black"
 
 
+# -- one schema per layer kind: every setting bounded --------------------------------
+
+
+class DenseSpec(_Strict):
+    kind: Literal["dense"]
+    units: int = Field(ge=1, le=1_000_000)
+
+
+class Conv2DSpec(_Strict):
+    kind: Literal["conv2d"]
+    filters: int = Field(ge=1, le=4096)
+    kernel: int = Field(ge=1, le=15)
+    stride: int = Field(default=1, ge=1, le=8)
+    padding: int = Field(default=0, ge=0, le=14)
+    bias: bool = True
+
+
+class MaxPool2DSpec(_Strict):
+    kind: Literal["maxpool2d"]
+    size: Literal[2] = 2
+
+
+class BatchNormSpec(_Strict):
+    kind: Literal["batchnorm"]
+    momentum: float = Field(default=0.1, gt=0, le=1)
+    eps: float = Field(default=1e-5, gt=0, le=1)
+
+
+class DropoutSpec(_Strict):
+    kind: Literal["dropout"]
+    p: float = Field(ge=0, lt=1)
+
+
+class ReLUSpec(_Strict):
+    kind: Literal["relu"]
+
+
+class FlattenSpec(_Strict):
+    kind: Literal["flatten"]
+
+
+LayerSpec = Annotated[Union[DenseSpec, Conv2DSpec, MaxPool2DSpec, BatchNormSpec, DropoutSpec, ReLUSpec,
+                            FlattenSpec], Field(discriminator="kind")]
+
+
 class Architecture(_Strict):
-    sizes: list[int] = Field(min_length=2, max_length=MAX_LAYERS + 1)
-    activation: str = "relu"
+    """The network: the shape of one input and the layer list (``network.Network``)."""
 
-    @field_validator("sizes")
-    @classmethod
-    def _positive(cls, sizes: list[int]) -> list[int]:
-        if min(sizes) < 1 or max(sizes) > 1_000_000:
-            raise ValueError(f"layer sizes must be in [1, 1e6], got {sizes}")
-        return sizes
+    input_shape: tuple[int, ...]
+    layers: list[LayerSpec] = Field(min_length=1, max_length=MAX_LAYERS)
 
-    @field_validator("activation")
+    @field_validator("input_shape")
     @classmethod
-    def _known(cls, activation: str) -> str:
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}")
-        return activation
+    def _servable(cls, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if shape not in INPUT_SHAPES:
+            raise ValueError(f"input shape {shape} is not one this code feeds ({INPUT_SHAPES})")
+        return shape
+
+    @property
+    def kind(self) -> str:
+        """Return "cnn" when the network has a convolution, else "mlp"."""
+        return "cnn" if any(layer.kind == "conv2d" for layer in self.layers) else "mlp"
+
+    def layer_list(self) -> list[dict]:
+        return [layer.model_dump() for layer in self.layers]
+
+    def build(self, temperature: float = 1.0) -> Network:
+        """Return a zero-weight network of this architecture (ValueError if inconsistent)."""
+        return Network(self.input_shape, self.layer_list(), None, temperature)
+
+
+def _legacy_architecture(arch: Any) -> Any:
+    """Return a version-1 ``{"sizes", "activation"}`` architecture as a layer list."""
+    if not isinstance(arch, dict) or "sizes" not in arch:
+        return arch
+    sizes, activation = arch.get("sizes"), arch.get("activation", "relu")
+    if (set(arch) - {"sizes", "activation"} or not isinstance(sizes, list) or len(sizes) < 2
+            or not all(isinstance(s, int) and 1 <= s <= 1_000_000 for s in sizes)
+            or len(sizes) > MAX_LAYERS + 1 or activation not in ACTIVATIONS):
+        raise ValueError(f"invalid version-1 architecture {arch!r}")
+    return {"input_shape": [sizes[0]], "layers": mlp_layers(sizes[1:-1], sizes[-1], activation=activation)}
 
 
 class DatasetInfo(_Strict):
@@ -109,7 +186,7 @@ class Metrics(BaseModel):
 class ArtifactMetadata(_Strict):
     """Schema of the JSON metadata stored inside every artifact."""
 
-    format: Literal["mnist-mlp-npz"] = FORMAT
+    format: Literal["mnist-net-npz", "mnist-mlp-npz"] = FORMAT
     format_version: int = FORMAT_VERSION
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     created_at: datetime
@@ -122,12 +199,19 @@ class ArtifactMetadata(_Strict):
     training: dict = {}
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
-    @field_validator("format_version")
+    @model_validator(mode="before")
     @classmethod
-    def _supported(cls, version: int) -> int:
-        if version != FORMAT_VERSION:
-            raise ValueError(f"format version {version} is not supported (this code reads {FORMAT_VERSION})")
-        return version
+    def _read_version_1(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") == LEGACY_FORMAT:
+            if data.get("format_version") != 1:
+                raise ValueError(f"{LEGACY_FORMAT} is format version 1, got {data.get('format_version')}")
+            data = {**data, "architecture": _legacy_architecture(data.get("architecture"))}
+        return data
+
+    @property
+    def legacy(self) -> bool:
+        """Return whether this is a version-1 (MLP) artifact."""
+        return self.format == LEGACY_FORMAT
 
     @field_validator("temperature")
     @classmethod
@@ -138,17 +222,21 @@ class ArtifactMetadata(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ArtifactMetadata:
-        sizes = self.architecture.sizes
-        n_inputs = self.input.shape[0] * self.input.shape[1]
+        expected = 1 if self.legacy else FORMAT_VERSION
+        if self.format_version != expected:
+            raise ValueError(f"format version {self.format_version} is not supported for {self.format} "
+                             f"(this code reads {LEGACY_FORMAT} 1 and {FORMAT} {FORMAT_VERSION})")
         if self.input.shape != INPUT_SHAPE:
             raise ValueError(f"input shape {self.input.shape} is not the {INPUT_SHAPE} this code serves")
-        if sizes[0] != n_inputs:
-            raise ValueError(f"first layer takes {sizes[0]} inputs but the input spec has {n_inputs} pixels")
-        if len(self.labels) != sizes[-1]:
-            raise ValueError(f"{len(self.labels)} labels for {sizes[-1]} outputs")
         if not math.isclose(self.input.scale, PIXEL_SCALE, rel_tol=1e-6) or self.input.offset != 0.0:
             raise ValueError(f"pixel scaling {self.input.scale}x+{self.input.offset} is not the "
                              f"training scaling {PIXEL_SCALE}x+0")
+        try:
+            net = self.architecture.build()
+        except ValueError as exc:
+            raise ValueError(f"architecture: {exc}") from None
+        if len(self.labels) != net.n_outputs:
+            raise ValueError(f"{len(self.labels)} labels for {net.n_outputs} outputs")
         return self
 
 
@@ -156,7 +244,7 @@ class ArtifactMetadata(_Strict):
 class LoadedModel:
     """A validated artifact: the network and its metadata."""
 
-    net: MLP
+    net: Network
     metadata: ArtifactMetadata
     path: Path
 
@@ -178,37 +266,43 @@ def weights_sha256(arrays: list[np.ndarray]) -> str:
     return h.hexdigest()
 
 
-def _array_names(n_dense: int) -> list[str]:
-    return [name for i in range(n_dense) for name in (f"W{i}", f"b{i}")]
+def _stored_names(metadata: ArtifactMetadata, net: Network) -> dict[str, str]:
+    """Return {name in the file: name in ``net.arrays()``} for this artifact's format."""
+    if not metadata.legacy:
+        return {name: name for name in net.arrays()}
+    dense = [i for i, layer in enumerate(net.layers) if layer.kind == "dense"]
+    return {f"{p}{k}": f"{i}.{p}" for k, i in enumerate(dense) for p in ("W", "b")}
 
 
-def build_metadata(net: MLP, name: str, labels: list[str], dataset: dict, **fields) -> ArtifactMetadata:
-    """Return metadata for ``net`` (architecture, temperature, hash filled in)."""
+def build_metadata(net: Network, name: str, labels: list[str], dataset: dict, **fields) -> ArtifactMetadata:
+    """Return version-2 metadata for ``net`` (architecture, temperature, hash filled in)."""
     return ArtifactMetadata(
         name=name,
         created_at=fields.pop("created_at", datetime.now(timezone.utc)),
         dataset=DatasetInfo(**dataset),
         labels=list(labels),
-        architecture=Architecture(sizes=net.sizes, activation=net.activation),
+        architecture=Architecture(input_shape=net.input_shape, layers=net.spec),
         temperature=net.temperature,
-        weights_sha256=weights_sha256(net.params),
+        weights_sha256=weights_sha256(list(net.arrays().values())),
         **fields,
     )
 
 
-def save_artifact(path: str | os.PathLike, net: MLP, metadata: ArtifactMetadata) -> Path:
+def save_artifact(path: str | os.PathLike, net: Network, metadata: ArtifactMetadata) -> Path:
     """Write ``net`` and ``metadata`` to ``path`` atomically; return the path.
 
     The file is written to a temporary name in the same directory, flushed to
     disk, then renamed, so a reader sees either nothing or the whole file.
     """
     path = Path(path)
-    if metadata.weights_sha256 != weights_sha256(net.params):
+    if metadata.legacy:
+        raise ValueError("save_artifact writes format version 2: build the metadata with build_metadata")
+    if metadata.weights_sha256 != weights_sha256(list(net.arrays().values())):
         raise ValueError("metadata.weights_sha256 does not match the network's weights")
-    if metadata.architecture.sizes != net.sizes or metadata.temperature != net.temperature:
+    if (metadata.architecture.layer_list() != net.spec or metadata.architecture.input_shape != net.input_shape
+            or metadata.temperature != net.temperature):
         raise ValueError("metadata architecture/temperature do not match the network")
-    arrays = {name: np.ascontiguousarray(p, dtype="<f4")
-              for name, p in zip(_array_names(len(net.dense)), net.params)}
+    arrays = {name: np.ascontiguousarray(a, dtype="<f4") for name, a in net.arrays().items()}
     arrays["metadata"] = np.array(metadata.model_dump_json())
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -225,7 +319,7 @@ def save_artifact(path: str | os.PathLike, net: MLP, metadata: ArtifactMetadata)
 
 
 def read_metadata(path: str | os.PathLike) -> ArtifactMetadata:
-    """Return the validated metadata of an artifact without building the network."""
+    """Return the validated metadata of an artifact without reading its arrays."""
     return _open(Path(path))[0]
 
 
@@ -236,31 +330,29 @@ def load_artifact(path: str | os.PathLike) -> LoadedModel:
     ------
     InvalidArtifact : unreadable file, pickled or unexpected members, metadata
         that fails the schema, shapes or dtypes that contradict the
-        architecture, non-finite values, or weights whose SHA-256 differs from
-        the recorded one.
+        architecture, non-finite values, negative running variances, or
+        arrays whose SHA-256 differs from the recorded one.
     """
     path = Path(path)
-    metadata, arrays = _open(path, with_arrays=True)
-    net = MLP(metadata.architecture.sizes, None, activation=metadata.architecture.activation,
-              temperature=metadata.temperature)
-    net.set_weights(arrays)
+    metadata, net = _open(path, with_arrays=True)
     return LoadedModel(net=net, metadata=metadata, path=path)
 
 
-def _open(path: Path, with_arrays: bool = False) -> tuple[ArtifactMetadata, list[np.ndarray]]:
+def _open(path: Path, with_arrays: bool = False) -> tuple[ArtifactMetadata, Network | None]:
     try:
         _check_members(path)
         with np.load(path, allow_pickle=False) as npz:
             metadata = _parse_metadata(npz, path)
-            names = _array_names(len(metadata.architecture.sizes) - 1)
+            net = metadata.architecture.build(metadata.temperature)
+            names = _stored_names(metadata, net)
             unexpected = set(npz.files) - set(names) - {"metadata"}
             missing = [n for n in names if n not in npz.files]
             if unexpected or missing:
                 raise InvalidArtifact(f"{path}: arrays do not match the architecture "
                                       f"(missing {missing}, unexpected {sorted(unexpected)})")
             if not with_arrays:
-                return metadata, []
-            arrays = [npz[n] for n in names]
+                return metadata, None
+            arrays = {stored: npz[stored] for stored in names}
     except InvalidArtifact:
         raise
     except FileNotFoundError:
@@ -268,8 +360,9 @@ def _open(path: Path, with_arrays: bool = False) -> tuple[ArtifactMetadata, list
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, KeyError) as exc:
         # allow_pickle=False turns a pickled member into a ValueError here.
         raise InvalidArtifact(f"{path}: unreadable artifact ({type(exc).__name__}: {exc})") from None
-    _check_arrays(path, metadata, names, arrays)
-    return metadata, arrays
+    _check_arrays(path, metadata, net, names, arrays)
+    net.set_arrays({names[stored]: a for stored, a in arrays.items()})
+    return metadata, net
 
 
 def _check_members(path: Path) -> None:
@@ -296,20 +389,22 @@ def _parse_metadata(npz, path: Path) -> ArtifactMetadata:
         raise InvalidArtifact(f"{path}: invalid metadata: {problems}") from None
 
 
-def _check_arrays(path: Path, metadata: ArtifactMetadata, names: list[str],
-                  arrays: list[np.ndarray]) -> None:
-    sizes = metadata.architecture.sizes
-    for i, (name, a) in enumerate(zip(names, arrays)):
-        layer = i // 2
-        expected = (sizes[layer], sizes[layer + 1]) if name[0] == "W" else (sizes[layer + 1],)
+def _check_arrays(path: Path, metadata: ArtifactMetadata, net: Network, names: dict[str, str],
+                  arrays: dict[str, np.ndarray]) -> None:
+    """Check every array's dtype, shape (from the architecture), values and the hash over all."""
+    expected = net.array_shapes()
+    for stored, a in arrays.items():
         if a.dtype != np.float32:
-            raise InvalidArtifact(f"{path}: {name} has dtype {a.dtype}, expected float32")
-        if a.shape != expected:
-            raise InvalidArtifact(f"{path}: {name} has shape {a.shape}, expected {expected} "
-                                  f"from architecture {sizes}")
+            raise InvalidArtifact(f"{path}: {stored} has dtype {a.dtype}, expected float32")
+        shape = expected[names[stored]]
+        if a.shape != shape:
+            raise InvalidArtifact(f"{path}: {stored} has shape {a.shape}, expected {shape} "
+                                  f"from the architecture")
         if not np.isfinite(a).all():
-            raise InvalidArtifact(f"{path}: {name} contains NaN or infinite values")
-    digest = weights_sha256(arrays)
+            raise InvalidArtifact(f"{path}: {stored} contains NaN or infinite values")
+        if stored.endswith("running_var") and (a < 0).any():
+            raise InvalidArtifact(f"{path}: {stored} has negative variances")
+    digest = weights_sha256(list(arrays.values()))
     if digest != metadata.weights_sha256:
         raise InvalidArtifact(f"{path}: weights SHA-256 {digest} does not match the recorded "
                               f"{metadata.weights_sha256} (tampered or corrupt)")

@@ -1,121 +1,248 @@
-"""MLP: a stack of Dense + ReLU (+ Dropout) layers ending in softmax logits.
+"""Network: a stack of layers ending in logits, and the two recipes (MLP, CNN).
 
-``forward``/``backward`` are the training path (through the layer objects, with
-caches). ``predict_proba`` is the inference path: it reads the same weight
-arrays directly, writes into per-batch-size buffers and divides the logits by
-the calibration ``temperature`` before softmax; a single mostly-blank image (the
-usual upload) takes a sparse first layer. The inference buffers are kept
-per thread, so one network can serve several threads at once; the training
-path is single-threaded.
+A network is built from an input shape and a *layer list*, plain data such as
+``[{"kind": "conv2d", "filters": 32, "kernel": 5, "padding": 2}, {"kind":
+"relu"}, ...]``; the same list is stored in the artifact, so a loaded network
+is rebuilt exactly. ``forward`` is the one pass through the layers, used for
+training (``training=True``: batch statistics, dropout, caches for
+``backward``) and for inference (``predict_proba``: running statistics, no
+caches). Serving shortcuts (a sparse first layer for one upload, buffer
+reuse) live inside the layers.
+
+``mlp_layers`` and ``cnn_layers`` return the layer lists of the two
+architectures ``train.py --arch`` offers.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .layers import Dense, Dropout, Layer, ReLU
+from . import conv  # noqa: F401 - registers Conv2D and MaxPool2D in LAYERS
+from .layers import LAYERS, Dense, Layer, ReLU
 from .losses import softmax, softmax_cross_entropy
 
-__all__ = ["ACTIVATIONS", "MLP"]
+__all__ = ["ACTIVATIONS", "DEFAULT_CNN", "Network", "cnn_layers", "mlp_layers"]
 
 ACTIVATIONS = {"relu": ReLU}
+# The inference batch is split into chunks of about this many floats of the
+# largest intermediate, so serving a big batch keeps its buffers small.
+_CHUNK_FLOATS = 4_000_000
 
 
-class MLP:
-    """Multi-layer perceptron.
+def mlp_layers(hidden: Sequence[int], n_classes: int, dropout: float = 0.0,
+               activation: str = "relu") -> list[dict]:
+    """Return the layer list of a multi-layer perceptron: (dense, activation[, dropout])
+    per hidden width, then a dense output layer."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
+    layers: list[dict] = []
+    for units in hidden:
+        layers += [{"kind": "dense", "units": int(units)}, {"kind": activation}]
+        if dropout:
+            layers.append({"kind": "dropout", "p": float(dropout)})
+    return layers + [{"kind": "dense", "units": int(n_classes)}]
+
+
+# The bundled default: two blocks of convolution, batch normalisation, ReLU and
+# 2x2 max pooling (28 -> 14 -> 7), a third convolution, then a dense layer.
+DEFAULT_CNN = {"filters": (16, 32, 64), "kernels": (5, 3, 3), "dense": 128, "dropout": 0.25}
+
+
+def cnn_layers(n_classes: int, filters: Sequence[int] = DEFAULT_CNN["filters"],
+               kernels: Sequence[int] = DEFAULT_CNN["kernels"], dense: int = DEFAULT_CNN["dense"],
+               dropout: float = DEFAULT_CNN["dropout"]) -> list[dict]:
+    """Return the layer list of a convolutional network.
+
+    Each ``filters[i]`` gives a block: a ``kernels[i]`` "same" convolution
+    (no bias: batch normalisation follows), batch normalisation, ReLU; the
+    first two blocks end in 2x2 max pooling. Then flatten, a ``dense``-unit
+    hidden layer with batch normalisation and ReLU, dropout, and the output.
+    """
+    if len(filters) != len(kernels) or not filters:
+        raise ValueError(f"need one kernel size per convolution, got {filters} and {kernels}")
+    layers: list[dict] = []
+    for i, (f, k) in enumerate(zip(filters, kernels)):
+        if k % 2 == 0:
+            raise ValueError(f"kernel sizes must be odd ('same' padding), got {k}")
+        layers.append({"kind": "conv2d", "filters": int(f), "kernel": int(k), "padding": k // 2, "bias": False})
+        if i < 2:
+            # Pooling before normalisation: the per-pixel layers then see a quarter of the pixels.
+            layers.append({"kind": "maxpool2d", "size": 2})
+        layers += [{"kind": "batchnorm"}, {"kind": "relu"}]
+    layers += [{"kind": "flatten"}]
+    if dense:
+        layers += [{"kind": "dense", "units": int(dense)}, {"kind": "batchnorm"}, {"kind": "relu"}]
+    if dropout:
+        layers.append({"kind": "dropout", "p": float(dropout)})
+    return layers + [{"kind": "dense", "units": int(n_classes)}]
+
+
+class Network:
+    """A feed-forward stack of layers whose output is class logits.
 
     Parameters
     ----------
-    sizes : layer widths from input to output, e.g. ``[784, 512, 256, 10]``.
-    rng : generator for He initialisation and dropout masks; ``None`` gives
-        zero weights (to be filled by ``set_weights``, as when loading).
-    dropout : drop probability applied after every hidden activation.
-    activation : name from ``ACTIVATIONS``.
+    input_shape : shape of one example: ``(784,)`` for an MLP, ``(1, 28, 28)``
+        for a CNN. Inputs may also come flat, ``(n, 784)``, as the service
+        sends them.
+    layers : layer list (see ``mlp_layers``, ``cnn_layers``); each entry is
+        ``{"kind": ..., **config}`` with a kind from ``layers.LAYERS``.
+    rng : generator for initialisation and dropout masks; ``None`` gives
+        zero weights (to be filled by ``set_arrays``, as when loading).
     temperature : logits are divided by it in ``predict_proba``.
     """
 
-    def __init__(
-        self,
-        sizes: Sequence[int],
-        rng: np.random.Generator | None = None,
-        dropout: float = 0.0,
-        activation: str = "relu",
-        temperature: float = 1.0,
-        dtype: np.dtype = np.float32,
-    ) -> None:
-        sizes = [int(s) for s in sizes]
-        if len(sizes) < 2 or min(sizes) < 1:
-            raise ValueError(f"sizes needs an input and an output width >= 1, got {sizes}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose from {sorted(ACTIVATIONS)}")
-        if dropout and rng is None:
-            raise ValueError("dropout needs an rng")
-        self.sizes = sizes
-        self.activation = activation
-        self.dropout = float(dropout)
+    def __init__(self, input_shape: Sequence[int], layers: Iterable[Mapping], rng=None,
+                 temperature: float = 1.0, dtype: np.dtype = np.float32) -> None:
+        self.input_shape = tuple(int(s) for s in input_shape)
         self.temperature = float(temperature)
         self.dtype = np.dtype(dtype)
         self.layers: list[Layer] = []
-        self.dense: list[Dense] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            dense = Dense(fan_in, fan_out, rng, dtype=self.dtype)
-            self.layers.append(dense)
-            self.dense.append(dense)
-            if i < len(sizes) - 2:  # hidden layer
-                self.layers.append(ACTIVATIONS[activation]())
-                if dropout:
-                    self.layers.append(Dropout(dropout, rng))
-        self.dense[0].needs_input_grad = False
-        self._local = threading.local()
+        self.shapes: list[tuple[int, ...]] = []  # each layer's input shape (one example)
+        shape = self.input_shape
+        largest = int(np.prod(shape))
+        for i, entry in enumerate(layers):
+            config = dict(entry)
+            kind = config.pop("kind", None)
+            if kind not in LAYERS:
+                raise ValueError(f"layer {i}: unknown kind {kind!r}; known: {sorted(LAYERS)}")
+            try:
+                layer = LAYERS[kind].build(shape, rng, self.dtype, **config)
+                self.shapes.append(shape)
+                shape = layer.output_shape(shape)
+            except TypeError as exc:  # unknown or missing settings
+                raise ValueError(f"layer {i} ({kind}): {exc}") from None
+            self.layers.append(layer)
+            largest = max(largest, int(np.prod(shape)) * (getattr(layer, "kernel", 1) ** 2))
+        if len(shape) != 1 or not self.layers:
+            raise ValueError(f"the network must end in a flat (classes,) output, got {shape}")
+        self.n_outputs = shape[0]
+        # Backpropagation stops at the first layer with parameters: nothing before it learns.
+        trainable = [i for i, layer in enumerate(self.layers) if layer.params]
+        self._first_trainable = trainable[0] if trainable else len(self.layers)
+        if trainable and hasattr(self.layers[trainable[0]], "needs_input_grad"):
+            self.layers[trainable[0]].needs_input_grad = False
+        self.infer_batch = int(np.clip(_CHUNK_FLOATS // largest, 16, 1024))
+
+    # -- description --------------------------------------------------------
+
+    @property
+    def spec(self) -> list[dict]:
+        """Return the layer list that rebuilds this network."""
+        return [{"kind": layer.kind, **layer.config()} for layer in self.layers]
+
+    @property
+    def arch(self) -> str:
+        """Return "cnn" for a network with convolutions, else "mlp"."""
+        return "cnn" if any(layer.kind == "conv2d" for layer in self.layers) else "mlp"
+
+    def describe(self) -> str:
+        """Return a one-line summary, e.g. ``conv5x5x32 bn relu pool2 ... dense10``."""
+        parts = []
+        for layer in self.layers:
+            c = layer.config()
+            if layer.kind == "conv2d":
+                parts.append(f"conv{c['kernel']}x{c['kernel']}x{c['filters']}"
+                             + (f"/{c['stride']}" if c["stride"] > 1 else ""))
+            elif layer.kind == "dense":
+                parts.append(f"dense{c['units']}")
+            elif layer.kind == "maxpool2d":
+                parts.append(f"pool{c['size']}")
+            elif layer.kind == "dropout":
+                parts.append(f"dropout{c['p']:g}")
+            else:
+                parts.append({"batchnorm": "bn"}.get(layer.kind, layer.kind))
+        return " ".join(parts)
+
+    def macs(self) -> int:
+        """Return the multiply-adds of one example's forward pass (convolutions and dense layers)."""
+        total = 0
+        for layer, shape in zip(self.layers, self.shapes):
+            if layer.kind == "dense":
+                total += layer.params[0].size
+            elif layer.kind == "conv2d":
+                _, ho, wo = layer.output_shape(shape)
+                total += ho * wo * layer.params[0].size
+        return total
 
     # -- parameters ---------------------------------------------------------
 
     @property
     def params(self) -> list[np.ndarray]:
-        """Return ``[W0, b0, W1, b1, ...]`` (the live arrays)."""
-        return [p for layer in self.dense for p in layer.params]
+        """Return the trainable arrays in layer order (the live arrays)."""
+        return [p for layer in self.layers for p in layer.params]
 
     @property
     def grads(self) -> list[np.ndarray]:
         """Return the gradients aligned with ``params``."""
-        return [g for layer in self.dense for g in layer.grads]
+        return [g for layer in self.layers for g in layer.grads]
 
     @property
     def decay_mask(self) -> list[bool]:
-        """Return which params get weight decay: weights yes, biases no."""
-        return [p.ndim == 2 for p in self.params]
+        """Return which params get weight decay: weights yes; biases and norms no."""
+        return [d for layer in self.layers for d in layer.decays]
 
     @property
     def n_params(self) -> int:
         return sum(p.size for p in self.params)
 
-    def set_weights(self, arrays: Sequence[np.ndarray]) -> None:
-        """Copy ``[W0, b0, W1, b1, ...]`` into the network, checking shapes."""
-        params = self.params
-        if len(arrays) != len(params):
-            raise ValueError(f"expected {len(params)} arrays, got {len(arrays)}")
-        for i, (p, a) in enumerate(zip(params, arrays)):
-            if a.shape != p.shape:
-                raise ValueError(f"array {i}: expected shape {p.shape}, got {a.shape}")
-            p[...] = a
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Return every stored array, params and state, named ``"{layer}.{name}"`` in layer order."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            for name, a in zip((*layer.param_names, *layer.state_names), (*layer.params, *layer.state)):
+                out[f"{i}.{name}"] = a
+        return out
 
-    def copy(self) -> MLP:
-        """Return an independent network with the same weights and temperature."""
-        other = MLP(self.sizes, None, activation=self.activation,
-                    temperature=self.temperature, dtype=self.dtype)
-        other.set_weights(self.params)
+    def array_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Return the shape of every stored array, by name (what an artifact must hold)."""
+        return {name: a.shape for name, a in self.arrays().items()}
+
+    def set_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Copy named arrays (as ``arrays()`` names them) into the network, checking shapes."""
+        mine = self.arrays()
+        if set(arrays) != set(mine):
+            raise ValueError(f"expected arrays {sorted(mine)}, got {sorted(arrays)}")
+        for name, target in mine.items():
+            if arrays[name].shape != target.shape:
+                raise ValueError(f"array {name}: expected shape {target.shape}, got {arrays[name].shape}")
+            target[...] = arrays[name]
+
+    def get_state(self) -> list[np.ndarray]:
+        """Return copies of every array (params and state), for ``set_state``."""
+        return [a.copy() for a in self.arrays().values()]
+
+    def set_state(self, arrays: Sequence[np.ndarray]) -> None:
+        """Restore what ``get_state`` returned."""
+        for target, a in zip(self.arrays().values(), arrays, strict=True):
+            target[...] = a
+
+    def copy(self) -> Network:
+        """Return an independent network with the same arrays and temperature."""
+        other = Network(self.input_shape, self.spec, None, self.temperature, self.dtype)
+        other.set_arrays(self.arrays())
         return other
 
-    # -- training path ------------------------------------------------------
+    # -- the forward pass ---------------------------------------------------
+
+    def _batch(self, X: np.ndarray) -> np.ndarray:
+        """Return ``X`` as (n, *input_shape) in the network's dtype (flat rows accepted)."""
+        X = np.asarray(X)
+        if X.ndim < 2 or int(np.prod(X.shape[1:])) != int(np.prod(self.input_shape)):
+            raise ValueError(f"expected inputs of shape (n, {', '.join(map(str, self.input_shape))}) "
+                             f"or (n, {int(np.prod(self.input_shape))}), got {X.shape}")
+        if X.dtype != self.dtype:
+            X = X.astype(self.dtype)
+        return X.reshape(X.shape[0], *self.input_shape)
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
-        """Return logits of shape (n, k) for inputs of shape (n, d).
+        """Return logits of shape (n, k) for inputs (n, *input_shape) or (n, d).
 
         The result lives in a layer buffer: copy it to keep it across calls.
         """
+        X = self._batch(X)
         for layer in self.layers:
             X = layer.forward(X, training)
         return X
@@ -123,7 +250,7 @@ class MLP:
     def backward(self, dlogits: np.ndarray) -> None:
         """Backpropagate ``dL/dlogits``; leaves gradients in ``grads``."""
         d = dlogits
-        for layer in reversed(self.layers):
+        for layer in reversed(self.layers[self._first_trainable:]):
             d = layer.backward(d)
 
     def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
@@ -133,74 +260,36 @@ class MLP:
         self.backward(dlogits)
         return loss, logits
 
-    # -- inference path -----------------------------------------------------
+    # -- inference ----------------------------------------------------------
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         """Return raw (uncalibrated) logits of shape (n, k) in a fresh array."""
-        return self._infer(X).copy()
+        X = self._batch(X)
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        step = self.infer_batch
+        for start in range(0, X.shape[0], step):
+            out[start:start + step] = self.forward(X[start:start + step])
+        return out
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Return calibrated class probabilities.
 
         Parameters
         ----------
-        X : ndarray of shape (n, d), pixels scaled as in training.
+        X : ndarray of shape (n, *input_shape) or (n, d), pixels scaled as in training.
 
         Returns
         -------
         probs : float32 ndarray of shape (n, k), rows summing to 1 (a new array).
         """
-        Z = self._infer(X)
-        out = np.empty(Z.shape, dtype=self.dtype)
+        out = self.logits(X)
         if self.temperature != 1.0:
-            np.multiply(Z, 1.0 / self.temperature, out=out)
-            return softmax(out, out=out)
-        return softmax(Z, out=out)
+            out *= 1.0 / self.temperature
+        return softmax(out, out=out)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Return the predicted class index for each row, shape (n,)."""
-        return self._infer(X).argmax(axis=1)
+        return self.logits(X).argmax(axis=1)
 
-    def _infer(self, X: np.ndarray) -> np.ndarray:
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"expected input of shape (n, {self.sizes[0]}), got {X.shape}")
-        if X.dtype != self.dtype:
-            X = X.astype(self.dtype)
-        n = X.shape[0]
-        if n == 1:
-            return self._infer_one(X[0])[None]
-        cache = getattr(self._local, "buffers", None)
-        if cache is None:
-            cache = self._local.buffers = {}
-        bufs = cache.get(n)
-        if bufs is None:
-            bufs = [np.empty((n, k), dtype=self.dtype) for k in self.sizes[1:]]
-            if n <= 256 and len(cache) < 16:  # keep common small shapes; big ones are transient
-                cache[n] = bufs
-        W, b = self.dense[0].params
-        H = np.matmul(X, W, out=bufs[0])
-        H += b
-        return self._hidden_layers(H, bufs[1:])
-
-    def _infer_one(self, x: np.ndarray) -> np.ndarray:
-        """Return the logits (k,) of one image (d,): the latency path of the service.
-
-        An upload is mostly background, so only the rows of W0 for inked pixels
-        matter: reading those (about 20% of W0) beats a dense pass over all of it.
-        """
-        W, b = self.dense[0].params
-        nz = np.flatnonzero(x)
-        h = x[nz] @ W[nz] if nz.size < 0.5 * x.size else x @ W
-        h += b
-        return self._hidden_layers(h, [None] * (len(self.dense) - 1))
-
-    def _hidden_layers(self, H: np.ndarray, outs: list) -> np.ndarray:
-        """Apply ReLU and the dense layers after the first to the first layer's output
-        ``H`` (modified in place), writing into ``outs`` (None: new arrays)."""
-        for dense, out in zip(self.dense[1:], outs):
-            np.maximum(H, 0, out=H)
-            W, b = dense.params
-            H = np.matmul(H, W, out=out)
-            H += b
-        return H
+    def __repr__(self) -> str:
+        return f"Network({self.input_shape}, {self.describe()}, {self.n_params:,} params)"

@@ -100,8 +100,8 @@ def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
         f"- Created: {meta.created_at.isoformat()}",
         f"- Dataset: {meta.dataset.name} ({meta.dataset.train_size} train / "
         f"{meta.dataset.val_size} validation / {meta.dataset.test_size} test)",
-        f"- Architecture: MLP {' -> '.join(map(str, meta.architecture.sizes))}, "
-        f"{meta.architecture.activation}",
+        f"- Architecture: {meta.architecture.kind.upper()} {meta.architecture.build().describe()} "
+        f"(input {'x'.join(map(str, meta.architecture.input_shape))})",
         f"- Input: {meta.input.shape[0]}x{meta.input.shape[1]} {meta.input.polarity}, "
         f"pixels x {meta.input.scale:.6g}",
         f"- Calibration temperature: {meta.temperature:.4f}",
@@ -122,6 +122,9 @@ def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
         lines += ["| class | test accuracy |", "| --- | --- |"]
         lines += [f"| {label} | {_pct(a)} |" for label, a in zip(meta.labels, m.per_class_accuracy)]
         lines.append("")
+    independent = getattr(m, "independent", None)
+    if independent:
+        lines += _independent_section(independent)
     lines += ["## Training", ""]
     if "command" in t:
         lines += ["```", str(t["command"]), "```", ""]
@@ -136,3 +139,32 @@ def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
         lines += ["", "## Plots", "", f"![training curves]({CURVES_PNG})", "",
                   f"![confusion matrix]({CONFUSION_PNG})"]
     return "\n".join(lines) + "\n"
+
+
+def _independent_section(report: dict) -> list[str]:
+    """Return the model card's section on handwriting that is not MNIST's (evaluation.independent)."""
+    rows = ([("MNIST test", report["mnist_test"])] if "mnist_test" in report else [])
+    rows += list(report.get("sources", {}).items())
+    lines = ["## Handwriting that is not MNIST's", "",
+             "Evaluation only (never trained on or used to choose a model): each source's digits put into "
+             "MNIST's form by the service's preprocessing (*as drawn*), and a sample rendered as every kind "
+             f"of upload ({report.get('per_kind')} per kind) and sent through the service's decoding and "
+             "preprocessing (*as uploads*). Confident errors: wrong with confidence >= 0.9.", "",
+             "| source | digits | as drawn | ECE | as uploads | confident errors |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in rows:
+        lines.append(f"| {name} | {r['n']} | {_pct(r['accuracy'])} | {_pct(r['ece'])} | "
+                     f"{_pct(r['uploads']['accuracy'])} | {r['confident_errors']} of {r['errors']} |")
+    if "independent" in report:
+        ind = report["independent"]
+        lines.append(f"| **independent (mean)** | | **{_pct(ind['native_accuracy'])}** | | "
+                     f"**{_pct(ind['uploads_accuracy'])}** | |")
+    for name, why in report.get("unavailable", {}).items():
+        lines.append(f"| {name} | unavailable: {why} | | | | |")
+    kinds = list(rows[0][1]["uploads"]["by_kind"]) if rows else []
+    if kinds:
+        lines += ["", "| kind of upload | " + " | ".join(name for name, _ in rows) + " |",
+                  "| --- |" + " --- |" * len(rows)]
+        for kind in kinds:
+            lines.append(f"| {kind} | " + " | ".join(_pct(r["uploads"]["by_kind"][kind]) for _, r in rows) + " |")
+    return lines + [""]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from model.layers import Dense, Dropout, ReLU
-from model.network import MLP
+from model.network import Network, mlp_layers
 from model.losses import softmax_cross_entropy
 
 from test_losses import numeric_grad
@@ -63,7 +63,7 @@ def test_dropout_is_identity_at_inference_and_unbiased_in_training():
 @pytest.mark.parametrize("hidden", [(), (7,), (6, 5)])
 def test_network_gradients_match_finite_differences(hidden):
     rng = np.random.default_rng(3)
-    net = MLP([8, *hidden, 4], rng, dtype=np.float64)
+    net = Network((8,), mlp_layers(hidden, 4), rng, dtype=np.float64)
     X = rng.standard_normal((5, 8))
     y = np.array([0, 1, 2, 3, 1])
 
@@ -78,7 +78,7 @@ def test_network_gradients_match_finite_differences(hidden):
 
 def test_single_sparse_row_matches_the_dense_path():
     rng = np.random.default_rng(4)
-    net = MLP([784, 64, 10], rng)
+    net = Network((784,), mlp_layers([64], 10), rng)
     X = np.zeros((3, 784), np.float32)
     X[:, rng.choice(784, 120, replace=False)] = rng.random((3, 120), dtype=np.float32)
     dense = net.predict_proba(X)  # batch of 3: dense GEMM
