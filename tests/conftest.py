@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from model.artifact import build_metadata, save_artifact
 from model.data import write_idx
-from model.network import MLP
+from model.network import Network, mlp_layers
 from model.store import ARTIFACT_FILE
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,8 +50,8 @@ def mnist_source(tmp_path_factory) -> tuple[Path, bool]:
     return make_synthetic_mnist(tmp_path_factory.mktemp("synthetic-mnist")), False
 
 
-def make_tiny_net(seed: int = 0, hidden: tuple[int, ...] = (16,), k: int = 10) -> MLP:
-    return MLP([784, *hidden, k], np.random.default_rng(seed))
+def make_tiny_net(seed: int = 0, hidden: tuple[int, ...] = (16,), k: int = 10) -> Network:
+    return Network((784,), mlp_layers(hidden, k), np.random.default_rng(seed))
 
 
 def write_tiny_artifact(path: Path, seed: int = 0, name: str = "mnist", labels=None,
@@ -81,7 +82,7 @@ def write_constant_artifact(path: Path, probs, name: str = "mnist", test_accurac
     back ``probs`` exactly (up to float32 rounding) for every image.
     """
     probs = np.asarray(probs, dtype=np.float64)
-    net = MLP([784, 4, len(probs)], None)
+    net = Network((784,), mlp_layers([4], len(probs)))
     net.params[-1][...] = np.log(probs).astype(np.float32)
     meta = build_metadata(net, name=name, labels=[str(i) for i in range(len(probs))],
                           dataset={"name": "mnist", "test_size": 10000},
@@ -136,3 +137,12 @@ def app(settings):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@functools.lru_cache(maxsize=1)
+def bundled_model():
+    """Return the newest bundled artifact (the service's default model), loaded."""
+    from model.artifact import load_artifact
+    from model.store import ArtifactStore
+
+    return load_artifact(ArtifactStore(BUNDLED_ARTIFACTS, "mnist").latest().path)

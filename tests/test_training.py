@@ -5,7 +5,7 @@ from model.augment import AugmentConfig, Augmenter
 from model.calibration import expected_calibration_error, fit_temperature, nll
 from model.data import load_dataset, split_validation
 from model.losses import softmax
-from model.network import MLP
+from model.network import Network, cnn_layers, mlp_layers
 from model.training import TrainConfig, evaluate, train
 
 
@@ -19,7 +19,7 @@ def small_split(mnist_source):
 
 def run(split, seed, augment=None, epochs=3, dropout=0.0):
     tri, trl, vai, val = split
-    net = MLP([784, 64, 10], np.random.default_rng(seed), dropout=dropout)
+    net = Network((784,), mlp_layers([64], 10, dropout=dropout), np.random.default_rng(seed))
     config = TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, schedule="cosine",
                          augment=augment, seed=seed)
     seen = []
@@ -118,3 +118,34 @@ def test_ece_by_hand():
     y = np.array([0, 0, 0])
     # bin 0.9: acc 1, conf 0.9 -> 2/3 * 0.1; bin 0.6: acc 0, conf 0.6 -> 1/3 * 0.6
     assert expected_calibration_error(probs, y) == pytest.approx(2 / 3 * 0.1 + 1 / 3 * 0.6)
+
+
+def run_cnn(split, seed, epochs=2, average=0.0):
+    tri, trl, vai, val = split
+    net = Network((1, 28, 28), cnn_layers(10, filters=(8, 16), kernels=(5, 3), dense=32, dropout=0.1),
+                  np.random.default_rng(seed))
+    config = TrainConfig(epochs=epochs, batch_size=50, lr=3e-3, schedule="onecycle",
+                         augment=AugmentConfig(rotate_deg=8, shift_px=1.5, elastic_alpha=0, coarse=0.1),
+                         average=average, seed=seed)
+    result = train(net, tri, trl, vai, val, config)
+    return net, result
+
+
+def test_short_seeded_cnn_run_learns_and_is_reproducible(small_split):
+    a, result = run_cnn(small_split, seed=3)
+    _, accuracy, _ = evaluate(a, small_split[2], small_split[3])
+    assert accuracy >= 0.85, accuracy
+    assert result.history[-1].train_loss < result.history[0].train_loss
+    b, _ = run_cnn(small_split, seed=3)
+    for x, y in zip(a.arrays().values(), b.arrays().values()):  # weights and running statistics
+        np.testing.assert_array_equal(x, y)
+    c, _ = run_cnn(small_split, seed=4)
+    assert not np.array_equal(a.params[0], c.params[0])
+
+
+def test_weight_average_is_what_gets_evaluated_and_kept(small_split):
+    net, result = run_cnn(small_split, seed=5, epochs=2, average=0.9)
+    _, accuracy, _ = evaluate(net, small_split[2], small_split[3])
+    best = max(result.history, key=lambda s: s.val_accuracy)
+    assert accuracy == pytest.approx(best.val_accuracy)  # the averaged weights of the best epoch
+    assert accuracy >= 0.8

@@ -1,0 +1,465 @@
+"""Digits drawn from generated pen strokes: the ways of writing MNIST lacks.
+
+MNIST's writers were American census staff and students. Elsewhere people
+write a continental 1 with a long flag and often a foot, a 7 with a crossbar,
+an open-top 4, a 2 with a loop, narrow 0s, slanted 8s with a thin waist. This
+module draws such digits from scratch, and edits MNIST training digits the
+same way, so that training covers them. Nothing here reads any image that is
+not an MNIST training digit (see the README's data policy).
+
+A digit is a list of *strokes*, each a polyline of points in a box about one
+unit tall (x to the right, y down). ``ALLOGRAPHS`` holds, per digit, the
+shapes people use (``"1/flag_foot"``, ``"4/open"``...), each a function of
+the random generator that returns strokes with its own random proportions.
+``draw`` then jitters the points, applies a random slant, rotation and aspect
+ratio, and renders the strokes with a random pen: a round tip or a flat
+(calligraphic) nib, 1.3 to 3.6 pixels wide at MNIST scale. The rendering is
+an anti-aliased distance field, scaled so the longer side of the ink is 20
+pixels and centred by mass exactly as MNIST (``mnistform``).
+
+    synthesize(n, rng)                  -> uint8 (n, 28, 28), labels (n,)
+    edit_mnist(images, labels, rng)     -> flags and feet on 1s, crossbars on 7s
+    extend_training_set(...)            -> MNIST plus both, as ``train.py`` trains
+
+NumPy only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .mnistform import FIELD, centre, fit_box
+
+__all__ = ["ALLOGRAPHS", "Digit", "draw", "edit_mnist", "extend_training_set", "render", "synthesize"]
+
+Stroke = np.ndarray  # (m, 2) points, x then y
+Digit = list[Stroke]
+
+SEGMENT = 0.03  # strokes are resampled to points this far apart before styling (digit heights)
+# Pen widths in MNIST pixels (MNIST's own strokes are 1.2-2.9 px wide, 5th-95th percentile).
+PEN_WIDTH = (1.3, 3.6)
+
+
+# -- stroke primitives ---------------------------------------------------------------
+
+
+def _line(p0, p1) -> Stroke:
+    return np.array([p0, p1], dtype=np.float64)
+
+
+def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float) -> Stroke:
+    """Return points on an ellipse from angle ``a0`` to ``a1`` (degrees; 0 = right,
+    90 = down, since y points down: increasing angles turn clockwise on screen)."""
+    n = max(4, int(abs(a1 - a0) / 10))
+    t = np.deg2rad(np.linspace(a0, a1, n))
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
+
+
+def _join(*parts) -> Stroke:
+    """Return one stroke through all ``parts`` (arrays or points), in order."""
+    return np.concatenate([np.atleast_2d(np.asarray(p, dtype=np.float64)) for p in parts])
+
+
+def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(rng.uniform(lo, hi))
+
+
+# -- the allographs: one function per way of writing a digit -----------------------------
+
+
+def _zero(rng, narrow=False) -> Digit:
+    rx = _u(rng, 0.12, 0.2) if narrow else _u(rng, 0.22, 0.34)
+    ry = _u(rng, 0.44, 0.5)
+    start = _u(rng, -130, -60)
+    loop = _arc(0.35, 0.5, rx, ry, start, start + _u(rng, 345, 390))
+    return [loop]
+
+
+def _one(rng, flag=0.0, foot=False) -> Digit:
+    top, bottom = (_u(rng, 0.28, 0.36), 0.0), (_u(rng, 0.26, 0.34), 1.0)
+    strokes = []
+    if flag:
+        angle = np.deg2rad(_u(rng, 25, 60))  # below the horizontal, to the left
+        start = (top[0] - flag * np.cos(angle), top[1] + flag * np.sin(angle))
+        strokes.append(_join(start, top, bottom))
+    else:
+        strokes.append(_line(top, bottom))
+    if foot:
+        half = _u(rng, 0.12, 0.24)
+        strokes.append(_line((bottom[0] - half, 1.0), (bottom[0] + half * _u(rng, 0.8, 1.2), 1.0)))
+    return strokes
+
+
+def _two(rng, style="plain") -> Digit:
+    r = _u(rng, 0.22, 0.3)
+    cx, cy = 0.3, r + 0.02
+    top = _arc(cx, cy, r, r * _u(rng, 0.9, 1.2), _u(rng, 160, 200), _u(rng, 350, 390))
+    corner = (_u(rng, 0.0, 0.08), 1.0)
+    end = (_u(rng, 0.55, 0.7), _u(rng, 0.97, 1.03))
+    if style == "z":
+        top = _join((0.05, 0.02), (0.58, 0.02))
+        return [_join(top, corner, end)]
+    if style == "loop":
+        loop = _arc(corner[0] + 0.08, 0.9, 0.08, 0.08, -90, 200)
+        return [_join(top, (corner[0] + 0.1, 0.8), loop, end)]
+    return [_join(top, corner, end)]
+
+
+def _three(rng, flat_top=False) -> Digit:
+    lower = _arc(0.3, 0.72, _u(rng, 0.22, 0.3), 0.27, -90, _u(rng, 140, 170))
+    if flat_top:
+        upper = _join((0.05, 0.0), (0.55, 0.0), (0.22, 0.42))
+        return [_join(upper, lower[1:])]
+    upper = _arc(0.3, 0.24, _u(rng, 0.18, 0.26), 0.23, _u(rng, 190, 220), 450)
+    return [_join(upper, lower)]
+
+
+def _four(rng, open_top=False) -> Digit:
+    bar = _u(rng, 0.55, 0.72)
+    stem_x = _u(rng, 0.38, 0.5)
+    stem = _line((stem_x, _u(rng, 0.0, 0.25) if not open_top else 0.0), (stem_x, 1.0))
+    if open_top:
+        left = _u(rng, 0.0, 0.08)
+        return [_join((left + _u(rng, 0.0, 0.06), 0.0), (left, bar), (_u(rng, 0.6, 0.72), bar)), stem]
+    return [_join((stem_x, 0.0), (0.0, bar), (_u(rng, 0.6, 0.72), bar)), stem]
+
+
+def _four_one_stroke(rng) -> Digit:
+    """The 4 written without lifting the pen: down, across, up to the stem's top, down it."""
+    bar = _u(rng, 0.55, 0.7)
+    stem_x = _u(rng, 0.4, 0.5)
+    return [_join((_u(rng, 0.0, 0.1), 0.0), (0.0, bar), (_u(rng, 0.6, 0.72), bar),
+                  (stem_x + _u(rng, 0.0, 0.08), _u(rng, 0.0, 0.15)), (stem_x, 1.0))]
+
+
+def _five_one_stroke(rng) -> Digit:
+    """The 5 written in one stroke: the top bar right to left, then down and round the belly."""
+    x0 = _u(rng, 0.05, 0.15)
+    belly = _arc(0.28, 0.68, _u(rng, 0.22, 0.3), _u(rng, 0.26, 0.32), -150, _u(rng, 130, 160))
+    return [_join((_u(rng, 0.5, 0.62), -0.02), (x0, 0.0), (x0 - 0.03, 0.45), belly)]
+
+
+def _five(rng, detached=False) -> Digit:
+    x0 = _u(rng, 0.05, 0.15)
+    belly = _arc(0.28, 0.68, _u(rng, 0.22, 0.3), _u(rng, 0.26, 0.32), -150, _u(rng, 130, 160))
+    body = _join((x0, 0.02), (x0 - 0.03, 0.45), belly)
+    bar = _line((x0 + (_u(rng, 0.02, 0.08) if detached else 0.0), 0.0), (_u(rng, 0.5, 0.62), -0.02))
+    return [body, bar]
+
+
+def _six(rng, straight=False) -> Digit:
+    r = _u(rng, 0.22, 0.28)
+    loop = _arc(0.3, 1.0 - r, r, r, 180, 540)
+    if straight:
+        return [_join((0.3, 0.0), (0.08, 1.0 - r), loop)]
+    stem = _arc(0.55, 0.62, 0.5, 0.62, -120, -180)
+    return [_join(stem, loop)]
+
+
+def _seven(rng, crossbar=False, serif=False, curved=False) -> Digit:
+    top_y = 0.0
+    start = (0.0, top_y)
+    corner = (_u(rng, 0.55, 0.68), top_y)
+    foot = (_u(rng, 0.12, 0.28), 1.0)
+    if curved:
+        mid = ((corner[0] + foot[0]) / 2 + 0.08, 0.5)
+        stem = _join(corner, mid, foot)
+    else:
+        stem = _join(corner, foot)
+    head = _join((0.0, _u(rng, 0.12, 0.22)), start) if serif else np.array([start])
+    strokes = [_join(head, stem)]
+    if crossbar:
+        t = _u(rng, 0.45, 0.6)
+        x = corner[0] + t * (foot[0] - corner[0])
+        half = _u(rng, 0.14, 0.22)
+        strokes.append(_line((x - half, t), (x + half * _u(rng, 0.8, 1.1), t)))
+    return strokes
+
+
+def _eight(rng, waist=0.02) -> Digit:
+    # A figure of eight: x = rx * sin(2t), y = cos(t); the lobes can differ in size.
+    t = np.linspace(0.0, 2 * np.pi, 64) + _u(rng, -0.3, 0.3)
+    upper, lower = _u(rng, 0.16, 0.24), _u(rng, 0.2, 0.3)
+    x = np.sin(2 * t) * np.where(np.cos(t) > 0, lower, upper) * 1.6
+    y = np.cos(t)
+    x += np.sign(x) * waist * np.abs(np.sin(2 * t))
+    pts = np.stack([0.3 + x, 0.5 + 0.5 * y * np.where(y > 0, 1.0, _u(rng, 0.85, 1.0))], axis=1)
+    return [pts]
+
+
+def _nine(rng, hooked=False) -> Digit:
+    r = _u(rng, 0.2, 0.26)
+    loop = _arc(0.3, r, r, r * _u(rng, 0.9, 1.1), _u(rng, -10, 10), _u(rng, 370, 390))
+    joint = loop[-1]
+    if hooked:
+        stem = _join(joint, (joint[0] - 0.02, 0.75), _arc(joint[0] - 0.15, 0.8, 0.14, 0.2, 0, 120))
+    else:
+        stem = _join(joint, (joint[0] - _u(rng, 0.0, 0.12), 1.0))
+    return [loop, stem]
+
+
+Allograph = Callable[[np.random.Generator], Digit]
+# Per digit: (name, how often, the allograph). Weights favour the shapes MNIST has
+# least of: MNIST training digits already cover the American plain forms.
+ALLOGRAPHS: dict[int, list[tuple[str, float, Allograph]]] = {
+    0: [("0/round", 1.0, _zero), ("0/narrow", 1.0, lambda r: _zero(r, narrow=True))],
+    1: [("1/plain", 0.5, _one), ("1/flag", 1.0, lambda r: _one(r, flag=_u(r, 0.15, 0.3))),
+        ("1/long_flag", 1.5, lambda r: _one(r, flag=_u(r, 0.3, 0.5))),
+        ("1/flag_foot", 1.5, lambda r: _one(r, flag=_u(r, 0.2, 0.45), foot=True)),
+        ("1/foot", 0.3, lambda r: _one(r, foot=True))],
+    2: [("2/plain", 1.0, _two), ("2/loop", 1.2, lambda r: _two(r, "loop")), ("2/z", 0.6, lambda r: _two(r, "z"))],
+    3: [("3/round", 1.0, _three), ("3/flat_top", 0.8, lambda r: _three(r, flat_top=True))],
+    4: [("4/closed", 1.0, _four), ("4/open", 1.3, lambda r: _four(r, open_top=True)),
+        ("4/one_stroke", 0.7, _four_one_stroke)],
+    5: [("5/joined", 1.0, _five), ("5/detached", 1.0, lambda r: _five(r, detached=True)),
+        ("5/one_stroke", 0.7, _five_one_stroke)],
+    6: [("6/curved", 1.0, _six), ("6/straight", 0.8, lambda r: _six(r, straight=True))],
+    7: [("7/plain", 0.6, _seven), ("7/crossbar", 1.5, lambda r: _seven(r, crossbar=True)),
+        ("7/serif_crossbar", 0.8, lambda r: _seven(r, crossbar=True, serif=True)),
+        ("7/curved", 0.5, lambda r: _seven(r, curved=True))],
+    8: [("8/figure", 1.0, _eight), ("8/thin_waist", 1.2, lambda r: _eight(r, waist=0.0))],
+    9: [("9/straight", 1.0, _nine), ("9/hooked", 0.8, lambda r: _nine(r, hooked=True))],
+}
+ALLOGRAPH_NAMES = [name for digit in range(10) for name, _, _ in ALLOGRAPHS[digit]]
+
+
+# -- style: jitter, slant, rotation, aspect ---------------------------------------------
+
+
+def _resample(stroke: Stroke, step: float = SEGMENT) -> Stroke:
+    """Return ``stroke`` with points every ``step`` units along its length (at least two)."""
+    seg = np.linalg.norm(np.diff(stroke, axis=0), axis=1)
+    along = np.concatenate([[0.0], np.cumsum(seg)])
+    if along[-1] <= 0:
+        return stroke[[0, -1]]
+    t = np.linspace(0.0, along[-1], max(2, int(np.ceil(along[-1] / step)) + 1))
+    return np.stack([np.interp(t, along, stroke[:, 0]), np.interp(t, along, stroke[:, 1])], axis=1)
+
+
+def _round_corners(stroke: Stroke, passes: int) -> Stroke:
+    """Return ``stroke`` with its corners cut: each segment replaced by points at 1/4 and 3/4."""
+    for _ in range(passes):
+        if len(stroke) < 3:
+            return stroke
+        a, b = stroke[:-1], stroke[1:]
+        cut = np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], axis=1).reshape(-1, 2)
+        stroke = np.concatenate([stroke[:1], cut, stroke[-1:]])
+    return stroke
+
+
+def _style(digit: Digit, rng: np.random.Generator) -> Digit:
+    """Return ``digit`` as a particular hand would write it: wobbly, slanted, turned, narrowed."""
+    slant = _u(rng, -0.1, 0.45) if rng.random() < 0.85 else _u(rng, -0.25, -0.1)  # mostly rightward
+    angle = np.deg2rad(_u(rng, -8, 8))
+    aspect = float(np.exp(_u(rng, -0.35, 0.2)))
+    c, s = np.cos(angle), np.sin(angle)
+    # About the middle of the box: shear (y points down, so x - slant * y leans the top right),
+    # then narrow or widen, then turn.
+    A = np.array([[c, -s], [s, c]]) @ np.diag([aspect, 1.0]) @ np.array([[1.0, -slant], [0.0, 1.0]])
+    wobble = rng.normal(0.0, 0.025, (2, 3))  # a smooth displacement: x, y and x*y terms
+    # A hand that never lifts the pen: the strokes joined into one, each end to the next start.
+    if len(digit) > 1 and rng.random() < 0.2:
+        digit = [np.concatenate(digit)]
+    # A rounded hand: corners cut (Chaikin's scheme, twice), so a flag meets its stem in a curve.
+    if rng.random() < 0.3:
+        digit = [_round_corners(stroke, 2) for stroke in digit]
+    # A quick hand, or a canvas that samples the pointer rarely: straight lines between
+    # positions 0.15-0.35 of the digit's height apart.
+    sparse = _u(rng, 0.15, 0.35) if rng.random() < 0.2 else None
+    out = []
+    for stroke in digit:
+        pts = _resample(stroke, sparse or SEGMENT)
+        if sparse:
+            pts = _resample(pts)
+        pts = pts - (0.3, 0.5)
+        pts += rng.normal(0.0, 0.004, pts.shape)
+        x, y = pts[:, 0], pts[:, 1]
+        pts += (wobble @ np.stack([x, y, x * y])).T
+        out.append(pts @ A.T)
+    return out
+
+
+# -- rendering ---------------------------------------------------------------------------
+
+DOT_SPACING = 0.3  # strokes are rasterised as pen dabs this far apart (pixels)
+
+
+def _dabs(strokes: Digit) -> np.ndarray:
+    """Return (k, 2) points every ``DOT_SPACING`` pixels along every stroke (pixel units)."""
+    return np.concatenate([_resample(stroke, DOT_SPACING) for stroke in strokes])
+
+
+def _rasterize(canvas: np.ndarray, points: np.ndarray, width: float,
+               nib: tuple[float, float] = (1.0, 0.0), level: float = 255.0) -> np.ndarray:
+    """Draw pen dabs at ``points`` (x, y in pixels) into ``canvas``, keeping the brighter value.
+
+    Each dab covers the pixels whose centres lie within ``width / 2`` of it,
+    with a one-pixel linear ramp at the edge (anti-aliasing). A flat nib
+    measures distance in its own metric: across its angle, ``aspect`` times
+    more, so lines drawn along the nib come out thin.
+    """
+    h, w = canvas.shape
+    r = int(np.ceil(width / 2)) + 1
+    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
+    base = np.floor(points).astype(np.intp)  # the pixel each dab is in
+    px = base[:, None, 0] + ox.ravel()[None]  # (k, window) candidate pixels
+    py = base[:, None, 1] + oy.ravel()[None]
+    dx = px + 0.5 - points[:, None, 0]
+    dy = py + 0.5 - points[:, None, 1]
+    aspect, angle = nib
+    if aspect != 1.0:
+        c, s = np.cos(angle), np.sin(angle)
+        dx, dy = c * dx + s * dy, aspect * (c * dy - s * dx)
+    value = np.clip(width / 2 - np.sqrt(dx * dx + dy * dy) + 0.5, 0.0, 1.0) * level
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h) & (value > 0)
+    np.maximum.at(canvas.ravel(), (py * w + px)[inside], value[inside])
+    return canvas
+
+
+def render(strokes: Digit, width: float, nib: tuple[float, float] = (1.0, 0.0),
+           pressure: float = 1.0) -> np.ndarray:
+    """Return ``strokes`` drawn in MNIST's form: uint8 (28, 28), white on black.
+
+    Parameters
+    ----------
+    width : pen width in MNIST pixels (the digit's longer side is 20 px).
+    nib : (aspect >= 1, angle in radians) of the pen tip; (1, 0) is a round
+        tip, a larger aspect a flat nib whose lines are thin along its angle.
+    pressure : ink level of the stroke's core, in (0, 1].
+    """
+    pts = np.concatenate(strokes)
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    extent = float(max(hi - lo)) or 1.0
+    scale = (20.0 - width) / extent  # the ink, pen width included, spans about 20 px
+    margin = width / 2 + 1
+    size = np.ceil((hi - lo) * scale + 2 * margin).astype(int) + 1
+    canvas = np.zeros((size[1], size[0]))
+    placed = [(stroke - lo) * scale + margin for stroke in strokes]
+    _rasterize(canvas, _dabs(placed), width, nib, 255.0 * pressure)
+    return centre(np.clip(fit_box(_crop(canvas)), 0.0, 255.0))
+
+
+def _crop(ink: np.ndarray) -> np.ndarray:
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def _pen(rng: np.random.Generator) -> tuple[float, tuple[float, float], float]:
+    """Return a random pen: (width px, nib, pressure)."""
+    width = float(np.exp(rng.uniform(np.log(PEN_WIDTH[0]), np.log(PEN_WIDTH[1]))))
+    nib = (1.0, 0.0) if rng.random() < 0.7 else (_u(rng, 1.5, 3.0), _u(rng, 0.3, 1.2))
+    pressure = _u(rng, 0.9, 1.0)  # uploads are contrast-stretched: strokes end near full ink
+    return width, nib, pressure
+
+
+def draw(label: int, rng: np.random.Generator, allograph: str | None = None) -> np.ndarray:
+    """Return one synthetic ``label`` as uint8 (28, 28): a random (or the named) allograph,
+    styled and rendered with a random pen."""
+    options = ALLOGRAPHS[label]
+    if allograph is None:
+        weights = np.array([w for _, w, _ in options])
+        _, _, make = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+    else:
+        make = next(f for name, _, f in options if name == allograph)
+    width, nib, pressure = _pen(rng)
+    return render(_style(make(rng), rng), width, nib, pressure)
+
+
+def synthesize(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``n`` synthetic digits, uint8 (n, 28, 28), with balanced labels (n,)."""
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    images = np.empty((n, FIELD, FIELD), np.uint8)
+    for i, label in enumerate(labels):
+        images[i] = draw(int(label), rng)
+    return images, labels.astype(np.uint8)
+
+
+# -- edits of MNIST digits ------------------------------------------------------------------
+
+
+def _axis_ends(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Return the top and bottom ends (x, y) of a roughly straight stroke and its width."""
+    ys, xs = np.nonzero(mask)
+    top = np.array([xs[ys <= ys.min() + 1].mean(), ys.min()], dtype=np.float64)
+    bottom = np.array([xs[ys >= ys.max() - 1].mean(), ys.max()], dtype=np.float64)
+    length = max(np.hypot(*(bottom - top)), 1.0)
+    return top, bottom, float(mask.sum() / length)
+
+
+def _stamp(image: np.ndarray, stroke: Stroke, width: float) -> np.ndarray:
+    """Return ``image`` (float, pixel coordinates) with ``stroke`` drawn in, max-composited."""
+    return _rasterize(image, _resample(stroke + 0.5, DOT_SPACING), width)
+
+
+def edit_mnist(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Return copies of MNIST digits written the continental way, in MNIST's form.
+
+    1s get a flag (a stroke down to the left from the top, 15-45% of the
+    digit's height) and half of them a foot; 7s get a crossbar through the
+    middle of the stem. Other digits are returned unchanged.
+    """
+    out = images.copy()
+    for i, (image, label) in enumerate(zip(images, labels)):
+        ink = image.astype(np.float64)
+        mask = image > 127
+        if label not in (1, 7) or mask.sum() < 8:
+            continue
+        ys, xs = np.nonzero(mask)
+        height = ys.max() - ys.min() + 1
+        if label == 1:
+            top, bottom, width = _axis_ends(mask)
+            length = height * _u(rng, 0.15, 0.45)
+            angle = np.deg2rad(_u(rng, 25, 60))
+            start = top + length * np.array([-np.cos(angle), np.sin(angle)])
+            ink = _stamp(ink, _join(start, top), width)
+            if rng.random() < 0.5:
+                half = height * _u(rng, 0.12, 0.25)
+                ink = _stamp(ink, _join(bottom - (half, 0), bottom + (half, 0)), width)
+        else:
+            row = int(ys.min() + height * _u(rng, 0.45, 0.62))
+            stem = np.flatnonzero(mask[row])
+            if stem.size == 0:
+                continue
+            x = stem.mean()
+            half = max(2.0, (xs.max() - xs.min()) * _u(rng, 0.18, 0.3))
+            width = float(mask.sum()) / max(float(np.count_nonzero(mask.any(axis=1))), 1.0) / 1.5
+            ink = _stamp(ink, _join((x - half, row), (x + half, row)), min(max(width, 1.5), 3.0))
+        out[i] = _to_form(ink)
+    return out
+
+
+def _to_form(ink: np.ndarray) -> np.ndarray:
+    """Return an edited 28x28 digit refitted to MNIST's form (a flag widens the box)."""
+    return centre(np.clip(fit_box(_crop(ink)), 0.0, 255.0))
+
+
+def extend_training_set(images: np.ndarray, labels: np.ndarray, synthetic: int, edit_share: float,
+                        rng: np.random.Generator, progress: Callable[[int], None] | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Return the training set with ``synthetic`` stroke-drawn digits and edited copies of
+    ``edit_share`` of its 1s and 7s appended, and how many of each were added.
+
+    ``progress`` is called with the number of digits drawn so far (every 500).
+    """
+    parts, part_labels = [images], [labels]
+    counts = {"mnist": len(images), "synthetic": 0, "edited": 0}
+    if edit_share:
+        chosen = np.flatnonzero(np.isin(labels, (1, 7)) & (rng.random(len(labels)) < edit_share))
+        parts.append(edit_mnist(images[chosen], labels[chosen], rng))
+        part_labels.append(labels[chosen])
+        counts["edited"] = len(chosen)
+    if synthetic:
+        drawn = np.empty((synthetic, FIELD, FIELD), np.uint8)
+        drawn_labels = (np.arange(synthetic) % 10).astype(labels.dtype)
+        rng.shuffle(drawn_labels)
+        for i, label in enumerate(drawn_labels):
+            drawn[i] = draw(int(label), rng)
+            if progress is not None and (i + 1) % 500 == 0:
+                progress(i + 1)
+        parts.append(drawn)
+        part_labels.append(drawn_labels)
+        counts["synthetic"] = synthetic
+    return np.concatenate(parts), np.concatenate(part_labels), counts
