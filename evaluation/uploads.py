@@ -1,17 +1,21 @@
-"""Realistic "real-world upload" renderings of MNIST digits, for testing upload preprocessing.
+"""Realistic "real-world upload" renderings of a digit image, for evaluation and tests.
 
-This module owns turning a 28x28 MNIST test digit (white ink on black) into the
-encoded files a user might really upload: enlarged off-centre screenshots, ink
-on paper photographed by a phone (with or without an EXIF rotation), browser
-canvas exports with the ink in the alpha channel, palette GIFs, 16-bit and CMYK
-files, BMP/WebP/TIFF, thick and thin strokes, dusty scans. ``KINDS`` names every
-kind; ``rerender`` makes one file and ``rerender_set`` a deterministic batch.
+This module owns turning a digit image (square, uint8, white ink on black:
+an MNIST digit, or one of ``handwriting``'s digits at its own resolution)
+into the encoded files a user might really upload: enlarged off-centre
+screenshots, ink on paper photographed by a phone (with or without an EXIF
+rotation), browser canvas exports with the ink in the alpha channel, palette
+GIFs, 16-bit and CMYK files, BMP/WebP/TIFF, thick and thin strokes, dusty
+scans. ``KINDS`` names every kind; ``rerender`` makes one file and
+``rerender_set`` a deterministic batch. Sizes that the kinds speak of in
+"MNIST pixels" are 1/28 of the digit image's side.
 
 It does not own the preprocessing that is meant to undo all this (the service
-does): tests feed these bytes to it and check that it recovers an MNIST-like
-input. Every rendering stays legible to a human; to look at some, run
+does): ``train.py evaluate`` and the tests feed these bytes to it and check
+that it recovers an MNIST-like input. Every rendering stays legible to a
+human; to look at some, run
 
-    python tests/rerender.py OUTDIR [--n 5] [--seed 0] [--preview]
+    python -m evaluation.uploads OUTDIR [--n 5] [--seed 0] [--preview]
 
 which first runs ``_self_check`` (asserts that each kind really carries its
 feature: format, mode, EXIF tag, transparency, bit depth, placement, and that
@@ -228,8 +232,9 @@ def _photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, Bo
 
 
 def _mnist_png(digit, rng):
-    """Return the 28x28 digit as an unchanged grayscale PNG."""
-    return _Rendering(_encode(Image.fromarray(digit), "PNG"), "image/png", (0, 0, 28, 28), "bright")
+    """Return the digit image as an unchanged grayscale PNG (28x28 for MNIST)."""
+    side = digit.shape[0]
+    return _Rendering(_encode(Image.fromarray(digit), "PNG"), "image/png", (0, 0, side, side), "bright")
 
 
 def _upscaled_png(digit, rng):
@@ -503,15 +508,17 @@ KINDS: tuple[str, ...] = tuple(_RENDERERS)
 def _render(digit: np.ndarray, kind: str, rng: np.random.Generator) -> _Rendering:
     """Return the full rendering of ``digit`` as ``kind`` (bytes plus self-check details)."""
     digit = np.asarray(digit)
-    if digit.shape != (28, 28) or digit.dtype != np.uint8:
-        raise ValueError(f"digit must be a uint8 (28, 28) array, got {digit.dtype} {digit.shape}")
+    if (digit.ndim != 2 or digit.shape[0] != digit.shape[1] or not 8 <= digit.shape[0] <= 512
+            or digit.dtype != np.uint8):
+        raise ValueError(f"digit must be a square uint8 array of 8 to 512 px a side, got "
+                         f"{digit.dtype} {digit.shape}")
     if kind not in _RENDERERS:
         raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
     return _RENDERERS[kind](digit, rng)
 
 
 def rerender(digit: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[bytes, str]:
-    """Return ``digit`` (uint8 28x28 MNIST, white on black) rendered as ``kind``: (file bytes, MIME type).
+    """Return ``digit`` (square uint8, white on black) rendered as ``kind``: (file bytes, MIME type).
 
     Raises ValueError for a wrong-shaped digit or an unknown kind.
     """
@@ -524,16 +531,16 @@ def _kind_rng(seed: int, kind: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(kind.encode())])
 
 
-def rerender_set(images: np.ndarray, labels: Sequence[int], n_per_kind: int,
-                 seed: int = 0) -> list[tuple[str, int, bytes, str]]:
+def rerender_set(images: Sequence[np.ndarray], labels: Sequence[int], n_per_kind: int,
+                 seed: int = 0, kinds: Sequence[str] = KINDS) -> list[tuple[str, int, bytes, str]]:
     """Return (kind, label, bytes, mime) for ``n_per_kind`` random digits per kind, the same for a seed.
 
     Digits are drawn without replacement within a kind (with replacement only if ``n_per_kind``
-    exceeds the number of images), independently for each kind.
+    exceeds the number of images), independently for each kind. ``images`` may be an array of
+    equal-sized digits or a list of square digits of any sizes.
     """
-    images = np.asarray(images)
     out = []
-    for kind in KINDS:
+    for kind in kinds:
         rng = _kind_rng(seed, kind)
         picks = rng.choice(len(images), n_per_kind, replace=n_per_kind > len(images))
         for i in picks:
@@ -734,7 +741,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     repo = Path(__file__).resolve().parents[1]
-    sys.path.insert(0, str(repo))  # model/ lives at the repo root; this file is run from tests/
     from model.data import load_dataset
 
     data_dir = args.data_dir

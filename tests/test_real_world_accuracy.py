@@ -1,6 +1,6 @@
 """End-to-end accuracy on MNIST test digits re-rendered as real uploads.
 
-Each rendering kind of ``rerender.py`` (phone photos with EXIF rotation, canvas
+Each rendering kind of ``evaluation.uploads`` (phone photos with EXIF rotation, canvas
 drawings in the alpha channel, inverted, palette/16-bit/LA/CMYK, GIF/BMP/
 WebP/TIFF, thick and thin pens, noise) is posted to ``/v1/predict`` and
 classified by the bundled artifact. Target: >= 98% overall.
@@ -17,7 +17,7 @@ from service import create_app
 from service.settings import Settings
 
 from conftest import BUNDLED_ARTIFACTS, RESOURCES, SHARED_DATASETS
-from rerender import KINDS, rerender_set
+from evaluation.uploads import KINDS, rerender_set
 
 PER_KIND = 60
 TARGET = 0.98
