@@ -1,52 +1,75 @@
 #!/usr/bin/env python3
-"""Train the NumPy MLP and publish a new artifact version; or evaluate one.
+"""Train a NumPy network and publish a new artifact version; or evaluate one.
 
-    python train.py [--dataset mnist] [--data-dir DIR] [--epochs N] [--seed S] [--out artifacts/]
+    python train.py [--arch cnn|mlp] [--dataset mnist] [--data-dir DIR] [--epochs N] [--seed S]
     python train.py evaluate ARTIFACT [--data-dir DIR]
 
-A thin CLI: it parses flags, then calls the ``model`` package (data -> MLP ->
-train -> calibrate -> evaluate -> publish). The defaults below are the
-recipe of the bundled artifact; every value used is recorded in the
-artifact's metadata and model card.
+A thin CLI: it parses flags, then calls the ``model`` package (data -> extra
+training digits -> network -> train -> calibrate -> evaluate -> publish) and
+``evaluation`` (handwriting that is not MNIST's, as uploads). ``RECIPES``
+holds each architecture's defaults: the CNN recipe made the bundled default
+artifact, the MLP recipe the original one. Every value used is recorded in
+the artifact's metadata and model card.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from model.artifact import InvalidArtifact, build_metadata, load_artifact, save_artifact
-from model.augment import PRESETS, AugmentConfig
+from model.augment import PRESETS, STYLE, AugmentConfig
 from model.calibration import expected_calibration_error, fit_temperature
 from model.data import DATASETS, DatasetError, IDXError, load_dataset, split_validation
 from model.losses import softmax
-from model.network import MLP
+from model.network import DEFAULT_CNN, Network, cnn_layers, mlp_layers
 from model.optimizers import OPTIMIZERS, SCHEDULES
 from model.report import confusion_matrix, per_class_accuracy, write_model_card
 from model.store import ARTIFACT_FILE, ArtifactStore
+from model.strokes import extend_training_set
 from model.training import EpochStats, TrainConfig, evaluate, train
 
 DEFAULT_DATASET = "mnist"
+DEFAULT_ARCH = "cnn"
 DEFAULT_OUT = "artifacts"
-DEFAULT_HIDDEN = "800"
-DEFAULT_EPOCHS = 60
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_OPTIMIZER = "adamw"
 DEFAULT_LR = 2e-3
 DEFAULT_SCHEDULE = "onecycle"
 DEFAULT_WEIGHT_DECAY = 1e-4
-DEFAULT_DROPOUT = 0.0
 DEFAULT_VAL_SIZE = 5000
 DEFAULT_SEED = 0
+DEFAULT_PER_KIND = 10  # independent evaluation: digits per source and kind of upload
 ECE_BINS = 15
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """An architecture's defaults; a flag given on the command line wins."""
+
+    epochs: int
+    dropout: float
+    average: float  # weight averaging decay (0 = off)
+    synthetic: int  # stroke-drawn digits added to an MNIST training set
+    edit_share: float  # share of MNIST's 1s and 7s added again with a flag/foot or crossbar
+    styled: bool  # digit datasets train with augment.STYLE instead of the dataset's preset
+
+
+RECIPES = {
+    "mlp": Recipe(epochs=60, dropout=0.0, average=0.0, synthetic=0, edit_share=0.0, styled=False),
+    "cnn": Recipe(epochs=15, dropout=DEFAULT_CNN["dropout"], average=0.999, synthetic=12000,
+                  edit_share=0.5, styled=True),
+}
+DEFAULT_HIDDEN = "800"
 
 
 def _hidden(text: str) -> list[int]:
@@ -66,18 +89,47 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _ints(text: str) -> list[int]:
+    return _hidden(text)
+
+
+def recipe_value(args: argparse.Namespace, name: str):
+    """Return flag ``name`` if given, else the architecture's recipe default."""
+    value = getattr(args, name)
+    if value is not None:
+        return value
+    recipe = RECIPES[args.arch]
+    if name in ("synthetic", "edit_share") and args.dataset != "mnist":
+        return 0  # the strokes and edits are digits
+    return getattr(recipe, name)
+
+
 def augment_config(args: argparse.Namespace) -> AugmentConfig:
-    """Return the dataset's augmentation preset with any flags given applied."""
+    """Return the augmentation preset (the dataset's, or STYLE for digits under a styled
+    recipe) with any flags given applied."""
+    preset = STYLE if RECIPES[args.arch].styled and args.dataset == "mnist" else PRESETS[args.dataset]
     overrides = {"rotate_deg": args.rotate, "scale": args.scale, "shear": args.shear,
                  "shift_px": args.shift, "elastic_alpha": args.elastic,
-                 "thickness": args.thickness, "hflip": args.hflip}
-    return replace(PRESETS[args.dataset], **{k: v for k, v in overrides.items() if v is not None})
+                 "thickness": args.thickness, "hflip": args.hflip, "aspect": args.aspect,
+                 "nib": args.nib, "coarse": args.coarse, "cut": args.cut}
+    return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def build_network(args: argparse.Namespace, n_classes: int, rng: np.random.Generator) -> Network:
+    """Return the freshly initialised network that ``--arch`` and its size flags describe."""
+    dropout = recipe_value(args, "dropout")
+    if args.arch == "mlp":
+        return Network((28 * 28,), mlp_layers(args.hidden, n_classes, dropout), rng)
+    if len(args.filters) != len(args.kernels):
+        raise argparse.ArgumentTypeError(f"--filters {args.filters} and --kernels {args.kernels} "
+                                         "need the same length")
+    return Network((1, 28, 28), cnn_layers(n_classes, args.filters, args.kernels, args.dense, dropout), rng)
 
 
 def train_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="train.py",
-        description="Train the NumPy MLP, calibrate it, and publish a new artifact version. "
+        description="Train a NumPy network, calibrate it, and publish a new artifact version. "
                     "Use 'train.py evaluate ARTIFACT' to re-evaluate an artifact.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--dataset", choices=sorted(DATASETS), default=DEFAULT_DATASET)
@@ -88,15 +140,32 @@ def train_parser() -> argparse.ArgumentParser:
                    help="accept IDX files whose checksums differ from the canonical ones")
     p.add_argument("--out", default=DEFAULT_OUT, help="artifacts directory")
     p.add_argument("--name", help="model name (sub-directory of --out); default: the dataset name")
+    p.add_argument("--arch", choices=sorted(RECIPES), default=DEFAULT_ARCH,
+                   help="convolutional network or multi-layer perceptron; each has its recipe of defaults: "
+                        + "; ".join(f"{name}: {vars(r)}" for name, r in RECIPES.items()))
+    p.add_argument("--filters", type=_ints, default=list(DEFAULT_CNN["filters"]),
+                   help="cnn: filters of each convolution, comma-separated")
+    p.add_argument("--kernels", type=_ints, default=list(DEFAULT_CNN["kernels"]),
+                   help="cnn: kernel size of each convolution (odd), comma-separated")
+    p.add_argument("--dense", type=int, default=DEFAULT_CNN["dense"],
+                   help="cnn: units of the hidden dense layer (0 for none)")
     p.add_argument("--hidden", type=_hidden, default=_hidden(DEFAULT_HIDDEN),
-                   help="hidden layer widths, comma-separated, e.g. 512,256")
-    p.add_argument("--epochs", type=_positive_int, default=DEFAULT_EPOCHS)
+                   help="mlp: hidden layer widths, comma-separated, e.g. 512,256")
+    p.add_argument("--epochs", type=_positive_int, help="default: the recipe's")
     p.add_argument("--batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE)
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default=DEFAULT_OPTIMIZER)
     p.add_argument("--lr", type=float, default=DEFAULT_LR, help="peak learning rate")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=DEFAULT_SCHEDULE)
     p.add_argument("--weight-decay", type=float, default=DEFAULT_WEIGHT_DECAY)
-    p.add_argument("--dropout", type=float, default=DEFAULT_DROPOUT)
+    p.add_argument("--dropout", type=float, help="default: the recipe's")
+    p.add_argument("--average", type=float,
+                   help="decay of the weight average that is evaluated and kept, e.g. 0.999 (0: off; "
+                        "default: the recipe's)")
+    p.add_argument("--synthetic", type=int,
+                   help="stroke-drawn digits to add to MNIST's training set (default: the recipe's)")
+    p.add_argument("--edit-share", type=float,
+                   help="share of MNIST's 1s and 7s added again with a flag/foot or crossbar "
+                        "(default: the recipe's)")
     p.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     augment = p.add_argument_group(
         "augmentation", "defaults depend on the dataset: " + "; ".join(
@@ -111,10 +180,17 @@ def train_parser() -> argparse.ArgumentParser:
                          help="random stroke-width change, as a fraction of a 3x3 dilation/erosion "
                               "(default: the preset)%(default).0s")
     augment.add_argument("--hflip", action=argparse.BooleanOptionalAction, help="random mirror images (default: the preset)%(default).0s")
+    augment.add_argument("--aspect", type=float, help="random width change, log scale (default: the preset)%(default).0s")
+    augment.add_argument("--nib", type=float, help="share of pen changes with a flat nib (default: the preset)%(default).0s")
+    augment.add_argument("--coarse", type=float, help="share of coarse captures, 8-16 px high (default: the preset)%(default).0s")
+    augment.add_argument("--cut", type=float, help="share of digits cut by the picture's edge (default: the preset)%(default).0s")
     p.add_argument("--val-size", type=int, default=DEFAULT_VAL_SIZE)
     p.add_argument("--train-size", type=int, help="use only this many training images (quick runs)")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--independent", type=int, default=DEFAULT_PER_KIND, metavar="N",
+                   help="after training, evaluate on handwriting that is not MNIST's with N digits per "
+                        "source and kind of upload (0: skip; digit datasets only)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -128,6 +204,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--no-download", action="store_true")
     p.add_argument("--no-verify", action="store_true")
+    p.add_argument("--independent", type=int, default=20, metavar="N",
+                   help="digits per source of handwriting that is not MNIST's and kind of upload "
+                        "(0: MNIST test only)")
+    p.add_argument("--native-limit", type=int, default=None, metavar="N",
+                   help="classify at most N digits of each source as drawn (default: all)")
+    p.add_argument("--json", help="also write the independent evaluation to this JSON file")
     return p
 
 
@@ -159,6 +241,37 @@ def _progress(args: argparse.Namespace, steps_per_epoch: int, epochs: int):
     return on_batch, on_epoch
 
 
+def _drawing_progress(args: argparse.Namespace, total: int):
+    """Return a callback showing the stroke-drawn digits' progress (None when quiet or none)."""
+    if args.quiet or not total:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc="drawing digits", unit="digit", leave=False, dynamic_ncols=True)
+
+    def progress(done: int) -> None:
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return progress
+
+
+def _independent(predict, dataset, per_kind: int, quiet: bool, native_limit: int | None = 2000) -> dict:
+    """Return the independent evaluation (``evaluation.independent``) of a digit model."""
+    from evaluation.independent import evaluate as evaluate_independent
+    from evaluation.independent import summary_lines
+
+    def progress(part: str) -> None:
+        if not quiet:
+            print(f"  evaluating: {part}", file=sys.stderr)
+
+    report = evaluate_independent(predict, (dataset.test_images, dataset.test_labels), per_kind=per_kind,
+                                  native_limit=native_limit, progress=progress)
+    print("\n".join(summary_lines(report)))
+    return report
+
+
 def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     started = time.perf_counter()
     dataset = load_dataset(args.dataset, args.data_dir, download=not args.no_download,
@@ -170,18 +283,26 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"{dataset.name}: {len(train_images)} train / {len(val_images)} validation / "
           f"{len(dataset.test_images)} test images from {dataset.source}")
 
+    extra_rng = np.random.default_rng([args.seed, 2])
+    synthetic, edit_share = recipe_value(args, "synthetic"), recipe_value(args, "edit_share")
+    train_images, train_labels, added = extend_training_set(
+        train_images, train_labels, synthetic, edit_share, extra_rng, _drawing_progress(args, synthetic))
+    if synthetic or edit_share:
+        print(f"added {added['synthetic']} stroke-drawn digits and {added['edited']} edited 1s and 7s: "
+              f"{len(train_images)} training images")
+
+    epochs = recipe_value(args, "epochs")
     augment = None if args.no_augment else augment_config(args)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
+    config = TrainConfig(epochs=epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                          lr=args.lr, schedule=args.schedule, weight_decay=args.weight_decay,
-                         augment=augment, seed=args.seed)
-    sizes = [train_images[0].size, *args.hidden, len(dataset.labels)]
+                         augment=augment, average=recipe_value(args, "average"), seed=args.seed)
     # One generator initialises the weights and then draws the dropout masks.
-    net = MLP(sizes, np.random.default_rng([args.seed, 1]), dropout=args.dropout)
-    print(f"MLP {' -> '.join(map(str, sizes))} ({net.n_params:,} parameters), {args.optimizer} "
-          f"lr {args.lr} {args.schedule}, batch {args.batch_size}, {args.epochs} epochs, "
+    net = build_network(args, len(dataset.labels), np.random.default_rng([args.seed, 1]))
+    print(f"{args.arch.upper()} {net.describe()} ({net.n_params:,} parameters), {args.optimizer} "
+          f"lr {args.lr} {args.schedule}, batch {args.batch_size}, {epochs} epochs, "
           f"augment {'off' if augment is None else 'on'}, seed {args.seed}")
 
-    on_batch, on_epoch = _progress(args, len(train_images) // args.batch_size, args.epochs)
+    on_batch, on_epoch = _progress(args, len(train_images) // args.batch_size, epochs)
     result = train(net, train_images, train_labels, val_images, val_labels, config,
                    on_batch=on_batch, on_epoch=on_epoch)
 
@@ -197,6 +318,9 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
         probs_after[np.arange(len(dataset.test_labels)), dataset.test_labels], 1e-300)).mean())
     net.temperature = temperature
     cm = confusion_matrix(dataset.test_labels, test_logits.argmax(axis=1), len(dataset.labels))
+    independent = None
+    if args.independent and dataset.name == "mnist":
+        independent = _independent(net.predict_proba, dataset, args.independent, args.quiet)
     seconds = time.perf_counter() - started
 
     history = [vars(h) for h in result.history]
@@ -209,10 +333,16 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
         metrics={"test_accuracy": test_accuracy, "test_loss": test_loss,
                  "val_accuracy": val_accuracy, "val_loss": val_loss,
                  "ece_before": ece_before, "ece_after": ece_after,
-                 "per_class_accuracy": per_class_accuracy(cm)},
+                 "per_class_accuracy": per_class_accuracy(cm),
+                 **({"independent": independent} if independent else {})},
         training={"command": shlex.join(["python", "train.py", *argv]),
-                  "config": {**config.as_dict(), "hidden": args.hidden, "dropout": args.dropout},
-                  "seconds": round(seconds, 1), "epochs_run": len(history),
+                  "config": {**config.as_dict(), "arch": args.arch, "dropout": recipe_value(args, "dropout"),
+                             **({"hidden": args.hidden} if args.arch == "mlp" else
+                                {"filters": args.filters, "kernels": args.kernels, "dense": args.dense}),
+                             "synthetic": synthetic, "edit_share": edit_share},
+                  "training_set": added,
+                  "seconds": round(seconds, 1), "train_seconds": round(result.seconds, 1),
+                  "epochs_run": len(history),
                   "best_epoch": result.best_epoch, "seed": args.seed,
                   "numpy": np.__version__, "python": platform.python_version(),
                   "machine": f"{platform.machine()}, {os.cpu_count()} CPUs"},
@@ -232,7 +362,11 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
     print(f"temperature {temperature:.4f}; test ECE ({ECE_BINS} bins) {100 * ece_before:.2f}% before, "
           f"{100 * ece_after:.2f}% after calibration")
     print(f"test accuracy {100 * test_accuracy:.2f}% (best epoch {result.best_epoch}, "
-          f"validation {100 * val_accuracy:.2f}%), {seconds:.0f}s in all")
+          f"validation {100 * val_accuracy:.2f}%), {seconds:.0f}s in all ({result.seconds:.0f}s training)")
+    if independent:
+        print(f"independent handwriting (not MNIST): {100 * independent['independent']['uploads_accuracy']:.2f}% "
+              f"as uploads, {100 * independent['independent']['native_accuracy']:.2f}% as drawn "
+              f"(mean over {', '.join(independent['independent']['sources'])})")
     print(f"published {metadata.name} version {entry.version}: {entry.path}")
     return 0
 
@@ -259,6 +393,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print("per-class accuracy:")
     for label, acc, n in zip(meta.labels, per_class_accuracy(cm), cm.sum(axis=1)):
         print(f"  {label:>12}  {100 * acc:6.2f}%  (n={n})")
+    if args.independent and dataset.name == "mnist":
+        print(f"\nhandwriting that is not MNIST's ({args.independent} digits per source and kind of upload):")
+        report = _independent(loaded.predict_proba, dataset, args.independent, False, args.native_limit)
+        kinds = list(next(iter(report["sources"].values()))["uploads"]["by_kind"]) if report["sources"] else []
+        print("\naccuracy per kind of upload:")
+        rows = ([("MNIST test", report["mnist_test"])] if "mnist_test" in report else [])
+        rows += list(report["sources"].items())
+        print(f"  {'kind':<22}" + "".join(f"{name[:12]:>13}" for name, _ in rows))
+        for kind in kinds:
+            print(f"  {kind:<22}" + "".join(f"{100 * r['uploads']['by_kind'][kind]:12.1f}%" for _, r in rows))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+            print(f"\nwrote {args.json}")
     return 0
 
 

@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     model = load_artifact(args.artifact)
     net, labels = model.net, model.labels
     ref = {"name": "mnist", "version": "1"}
-    print(f"artifact {args.artifact}: MLP {net.sizes}")
+    print(f"artifact {args.artifact}: {net.arch.upper()} {net.describe()} "
+          f"({net.macs() / 1e6:.2f}M multiply-adds per image)")
     rows = []
     for kind, items in payloads().items():
         rows.append((f"decode+preprocess {kind}", *timeit(preprocess, items)))
@@ -110,13 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'measurement':<{width}}  {'median':>10}  {'p90':>10}")
     for name, median, p90 in rows:
         print(f"{name:<{width}}  {median * 1e3:8.3f}ms  {p90 * 1e3:8.3f}ms")
-    flops = 2 * 256 * sum(a * b for a, b in zip(net.sizes[:-1], net.sizes[1:]))
+    flops = 2 * 256 * net.macs()
     A = rng.random((256, 784), dtype=np.float32)
-    B = rng.random((784, net.sizes[1]), dtype=np.float32)
+    B = rng.random((784, 800), dtype=np.float32)
     gemm, _ = timeit(lambda _: A @ B, list(range(50)))
     print(f"forward batch 256: {flops / median256 / 1e9:.1f} GFLOP/s; "
-          f"NumPy float32 GEMM 256x784x{net.sizes[1]}: {2 * 256 * 784 * net.sizes[1] / gemm / 1e9:.1f} GFLOP/s")
-
+          f"NumPy float32 GEMM 256x784x800: {2 * 256 * 784 * 800 / gemm / 1e9:.1f} GFLOP/s")
 
 if __name__ == "__main__":
     main()

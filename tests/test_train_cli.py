@@ -13,8 +13,8 @@ from model.store import ArtifactStore
 def cli_args(mnist_source, tmp_path):
     directory, real = mnist_source
     args = ["--data-dir", str(directory), "--out", str(tmp_path / "artifacts"), "--epochs", "1",
-            "--hidden", "32", "--train-size", "2000", "--val-size", "500", "--quiet",
-            "--batch-size", "32", "--no-augment"]
+            "--arch", "mlp", "--hidden", "32", "--train-size", "2000", "--val-size", "500", "--quiet",
+            "--batch-size", "32", "--no-augment", "--independent", "0"]
     return args + ([] if real else ["--no-verify"])
 
 
@@ -35,7 +35,7 @@ def test_train_publishes_versions_with_model_card(cli_args, tmp_path, capsys):
     loaded = load_artifact(version_dir / "model.npz")
     m = loaded.metadata.metrics
     assert 0.5 < m.test_accuracy <= 1 and m.ece_after is not None and loaded.metadata.temperature > 0
-    assert loaded.metadata.architecture.sizes == [784, 32, 10]
+    assert loaded.net.describe() == "dense32 relu dense10" and loaded.metadata.format_version == 2
     assert "![training curves](curves.png)" in (version_dir / "model-card.md").read_text()
 
     assert train.main(cli_args + ["--seed", "1", "--no-plots"]) == 0
@@ -44,7 +44,7 @@ def test_train_publishes_versions_with_model_card(cli_args, tmp_path, capsys):
     assert load_artifact(version_dir / "model.npz").metadata == loaded.metadata
 
     capsys.readouterr()
-    evaluate_args = ["evaluate", str(version_dir)] + cli_args[:2] + (
+    evaluate_args = ["evaluate", str(version_dir), "--independent", "0"] + cli_args[:2] + (
         ["--no-verify"] if "--no-verify" in cli_args else [])
     assert train.main(evaluate_args) == 0
     out = capsys.readouterr().out
@@ -86,15 +86,38 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "not found" in capsys.readouterr().err
 
 
-def test_augmentation_defaults_follow_the_dataset():
+def test_augmentation_defaults_follow_the_dataset_and_recipe():
     args = train.train_parser().parse_args(["--dataset", "fashion-mnist", "--shift", "1"])
     config = train.augment_config(args)
-    assert config.hflip and config.rotate_deg == 0 and config.shift_px == 1
-    config = train.augment_config(train.train_parser().parse_args([]))
-    assert not config.hflip and config.rotate_deg == 12 and config.elastic_alpha == 1.0
+    assert config.hflip and config.rotate_deg == 0 and config.shift_px == 1 and not config.coarse
+    config = train.augment_config(train.train_parser().parse_args(["--arch", "mlp"]))
+    assert not config.hflip and config.rotate_deg == 12 and config.elastic_alpha == 1.0 and not config.coarse
+    config = train.augment_config(train.train_parser().parse_args([]))  # the CNN recipe: styles
+    assert config.coarse > 0 and config.nib > 0 and config.shear == 0.3
+    fashion = train.train_parser().parse_args(["--dataset", "fashion-mnist"])
+    assert train.recipe_value(fashion, "synthetic") == 0 and train.recipe_value(fashion, "epochs") == 15
 
 
-@pytest.mark.parametrize("bad", [["--hidden", "a,b"], ["--epochs", "0"], ["--dataset", "cifar"]])
+def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys):
+    directory, real = mnist_source
+    args = ["--data-dir", str(directory), "--out", str(tmp_path / "artifacts"), "--epochs", "2",
+            "--filters", "4,8", "--kernels", "5,3", "--dense", "16", "--train-size", "1500",
+            "--val-size", "500", "--synthetic", "100", "--batch-size", "50", "--quiet", "--independent", "0",
+            "--no-plots"] + ([] if real else ["--no-verify"])
+    assert train.main(args) == 0
+    out = capsys.readouterr().out
+    assert "added 100 stroke-drawn digits and" in out and "CNN conv5x5x4 pool2 bn relu" in out
+    loaded = load_artifact(tmp_path / "artifacts" / "mnist" / "1" / "model.npz")
+    assert loaded.metadata.architecture.kind == "cnn"
+    config = loaded.metadata.training["config"]
+    assert config["arch"] == "cnn" and config["filters"] == [4, 8] and config["synthetic"] == 100
+    assert loaded.metadata.training["training_set"]["synthetic"] == 100
+    assert loaded.metadata.dataset.train_size == 1500 + 100 + loaded.metadata.training["training_set"]["edited"]
+    assert loaded.metadata.metrics.test_accuracy > 0.3  # learns (chance: 0.1); test_training checks more
+
+
+@pytest.mark.parametrize("bad", [["--hidden", "a,b"], ["--epochs", "0"], ["--dataset", "cifar"],
+                                 ["--arch", "rnn"], ["--filters", "8,x"]])
 def test_bad_flags_exit_with_usage(bad):
     with pytest.raises(SystemExit) as info:
         train.main(bad)
