@@ -160,7 +160,7 @@ def openapi_document(model_name: str = "mnist") -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "mnist-service", "version": __version__,
-                 "description": "Handwritten-digit recognition with a NumPy MLP. Errors share "
+                 "description": "Handwritten-digit recognition with a from-scratch NumPy network (CNN or MLP). Errors share "
                                 "one shape: ErrorResponse."},
         "paths": paths,
         "components": {

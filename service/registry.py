@@ -63,8 +63,14 @@ class ServedModel:
     def labels(self) -> list[str]:
         return self.loaded.metadata.labels
 
+    @property
+    def architecture(self) -> str:
+        """Return the network in one line: its kind and its layers."""
+        net = self.loaded.net
+        return f"{net.arch.upper()}: {net.describe()}"
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Return calibrated probabilities, float32 (n, k), for inputs (n, 784)."""
+        """Return calibrated probabilities, float32 (n, k), for inputs (n, 784) (any architecture)."""
         return self.loaded.net.predict_proba(X)
 
 

@@ -95,6 +95,8 @@ class ModelsResponse(BaseModel):
     name: str
     version: str | None = Field(description="The active version (this worker's).")
     pinned: str | None = Field(description="The pinned version, or null when following the newest.")
+    architecture: str | None = Field(description="The active network in one line, e.g. \"CNN: conv5x5x16 "
+                                                 "pool2 bn relu ... dense10\" (the layer list is in metadata).")
     metadata: dict[str, Any] | None = Field(description="The active artifact's metadata.")
     metrics: dict[str, Any] | None = Field(description="The active artifact's evaluation metrics.")
     versions: list[VersionInfo]

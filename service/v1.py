@@ -105,6 +105,7 @@ def list_models():
         "name": registry.store.name,
         "version": served.version if served else None,
         "pinned": registry.store.pinned(),
+        "architecture": served.architecture if served else None,
         "metadata": served.metadata.model_dump(mode="json") if served else None,
         "metrics": served.metadata.metrics.model_dump(mode="json") if served else None,
         "versions": registry.versions(),

@@ -35,7 +35,6 @@ INPUT_NAME = "images"
 OUTPUTS = ("probabilities", "predicted_class")
 DATATYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 HEADER_LENGTH = "Inference-Header-Content-Length"
-PLATFORM = "numpy_mlp"
 
 
 def _served(name: str, version: str | None = None) -> ServedModel:
@@ -82,7 +81,7 @@ def model_metadata(name: str, version: str | None = None):
     return jsonify({
         "name": served.name,
         "versions": [e.version for e in get_registry().store.versions()],
-        "platform": PLATFORM,
+        "platform": f"numpy_{served.loaded.net.arch}",  # numpy_cnn or numpy_mlp
         "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, INPUT_SIZE]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
                     {"name": "predicted_class", "datatype": "INT64", "shape": [-1]}],

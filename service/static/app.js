@@ -186,12 +186,13 @@
     const name = $("model-name");
     const version = $("model-version");
     const accuracy = $("model-accuracy");
+    const architecture = $("model-architecture");
     try {
       const response = await fetch(MODELS_URL, { headers: { Accept: "application/json" } });
       const body = await response.json();
       if (!response.ok) {
         name.textContent = "unavailable";
-        version.textContent = accuracy.textContent = "–";
+        version.textContent = accuracy.textContent = architecture.textContent = "–";
         return;
       }
       modelVersion = body.version;
@@ -199,6 +200,10 @@
       version.textContent = body.version ?? "none loaded";
       const acc = body.metrics && body.metrics.test_accuracy;
       accuracy.textContent = typeof acc === "number" ? `${(100 * acc).toFixed(2)}%` : "–";
+      // "CNN: conv5x5x16 pool2 ..." -> "CNN", the layers in the tooltip.
+      const arch = typeof body.architecture === "string" ? body.architecture : "";
+      architecture.textContent = arch ? arch.split(":")[0] : "–";
+      architecture.title = arch;
       const modelLabels = body.metadata && body.metadata.labels;
       if (Array.isArray(modelLabels) && modelLabels.join() !== labels.join()) {
         labels = modelLabels.map(String);
@@ -206,7 +211,7 @@
       }
     } catch (_) {
       name.textContent = "unavailable";
-      version.textContent = accuracy.textContent = "–";
+      version.textContent = accuracy.textContent = architecture.textContent = "–";
     }
   }
 
