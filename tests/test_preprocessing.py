@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from service.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, _resampling,
-                                   _smooth_background, decode_image, normalize_digit, preprocess,
-                                   to_input_array)
+from service.imaging import smoothing_resampler
+from service.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, _smooth_background, decode_image,
+                                   normalize_digit, preprocess, to_input_array)
 
 from conftest import RESOURCES
 
@@ -208,8 +208,39 @@ def test_background_estimate_follows_shading_and_drops_strokes():
     assert np.abs(background - paper)[inner].max() < 5  # the shading is followed...
     assert (background - paper)[image > paper + 100].max() < 5  # ...the strokes are not
     for n, cells in ((144, 16), (37, 5), (160, 4)):
-        down, up = _resampling(n, cells)
+        down, up = smoothing_resampler(n, cells)
         assert down.shape == (cells, n) and up.shape == (n, cells)
         np.testing.assert_allclose(down.sum(axis=1), 1, rtol=1e-6)  # area averages...
         np.testing.assert_allclose(up.sum(axis=1), 1, rtol=1e-6)  # ...and interpolation weights
         assert (down >= 0).all() and (up >= 0).all()
+
+
+def test_outputs_match_the_recorded_ones_on_the_rerendered_set():
+    """The pipeline gives byte-identical digits for a fixed set of re-rendered uploads.
+
+    ``preprocessing-golden.npz`` was written before preprocessing.py was split into
+    the pipeline and imaging.py's kernels (119 uploads: every kind of upload for MNIST
+    test digits, optdigits and pyclustering digits). A change that moves any output
+    must be deliberate: regenerate the file in the same commit and say why.
+    """
+    import hashlib
+
+    from evaluation.handwriting import load_source
+    from evaluation.uploads import rerender_set
+    from model.data import load_dataset
+
+    from conftest import SHARED_DATASETS
+
+    golden = np.load(RESOURCES / "preprocessing-golden.npz")
+    ds = load_dataset("mnist", SHARED_DATASETS, download=False)
+    items = rerender_set(ds.test_images[:200], ds.test_labels[:200], 5, seed=11)
+    optdigits = load_source("optdigits", 40, 2)
+    items += rerender_set(optdigits.images, optdigits.labels, 1, seed=12)
+    drawn = load_source("pyclustering", 40, 2)
+    items += rerender_set(drawn.images, drawn.labels, 1, seed=13)
+    assert [k for k, *_ in items] == golden["kinds"].tolist()
+    # The uploads themselves must be the recorded ones (else the renderer, not the pipeline, moved).
+    assert [hashlib.sha256(d).hexdigest() for _, _, d, _ in items] == golden["upload_sha256"].tolist()
+    digits = np.stack([preprocess(d) for _, _, d, _ in items])
+    changed = [i for i in range(len(items)) if not np.array_equal(digits[i], golden["digits"][i])]
+    assert not changed, f"{len(changed)} outputs changed, e.g. {[items[i][0] for i in changed[:5]]}"
