@@ -93,6 +93,13 @@ def _ints(text: str) -> list[int]:
     return _hidden(text)
 
 
+def _switches(text: str) -> list[int]:
+    values = [s.strip() for s in text.split(",") if s.strip()]
+    if not values or any(v not in ("0", "1") for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated 0s and 1s, got {text!r}")
+    return [int(v) for v in values]
+
+
 def recipe_value(args: argparse.Namespace, name: str):
     """Return flag ``name`` if given, else the architecture's recipe default."""
     value = getattr(args, name)
@@ -115,15 +122,23 @@ def augment_config(args: argparse.Namespace) -> AugmentConfig:
     return replace(preset, **{k: v for k, v in overrides.items() if v is not None})
 
 
+def _pools_of(layers: list[dict]) -> list[int]:
+    """Return, per convolution of a layer list, 1 if max pooling follows it, else 0."""
+    return [int(i + 1 < len(layers) and layers[i + 1]["kind"] == "maxpool2d")
+            for i, layer in enumerate(layers) if layer["kind"] == "conv2d"]
+
+
 def build_network(args: argparse.Namespace, n_classes: int, rng: np.random.Generator) -> Network:
     """Return the freshly initialised network that ``--arch`` and its size flags describe."""
     dropout = recipe_value(args, "dropout")
     if args.arch == "mlp":
         return Network((28 * 28,), mlp_layers(args.hidden, n_classes, dropout), rng)
-    if len(args.filters) != len(args.kernels):
-        raise argparse.ArgumentTypeError(f"--filters {args.filters} and --kernels {args.kernels} "
-                                         "need the same length")
-    return Network((1, 28, 28), cnn_layers(n_classes, args.filters, args.kernels, args.dense, dropout), rng)
+    if len(args.filters) != len(args.kernels) or (args.pools and len(args.pools) != len(args.filters)):
+        raise argparse.ArgumentTypeError(f"--filters {args.filters}, --kernels {args.kernels} and "
+                                         f"--pools {args.pools} need the same length")
+    pools = args.pools
+    return Network((1, 28, 28), cnn_layers(n_classes, args.filters, args.kernels, args.dense, dropout,
+                                           None if pools is None else [bool(p) for p in pools]), rng)
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -147,6 +162,9 @@ def train_parser() -> argparse.ArgumentParser:
                    help="cnn: filters of each convolution, comma-separated")
     p.add_argument("--kernels", type=_ints, default=list(DEFAULT_CNN["kernels"]),
                    help="cnn: kernel size of each convolution (odd), comma-separated")
+    p.add_argument("--pools", type=_switches,
+                   help="cnn: 1 to follow each convolution with 2x2 max pooling, 0 not, comma-separated "
+                        "(default: after every convolution while the image stays at least 3 pixels on a side)")
     p.add_argument("--dense", type=int, default=DEFAULT_CNN["dense"],
                    help="cnn: units of the hidden dense layer (0 for none)")
     p.add_argument("--hidden", type=_hidden, default=_hidden(DEFAULT_HIDDEN),
@@ -338,7 +356,8 @@ def run_train(args: argparse.Namespace, argv: list[str]) -> int:
         training={"command": shlex.join(["python", "train.py", *argv]),
                   "config": {**config.as_dict(), "arch": args.arch, "dropout": recipe_value(args, "dropout"),
                              **({"hidden": args.hidden} if args.arch == "mlp" else
-                                {"filters": args.filters, "kernels": args.kernels, "dense": args.dense}),
+                                {"filters": args.filters, "kernels": args.kernels,
+                                 "pools": _pools_of(net.spec), "dense": args.dense}),
                              "synthetic": synthetic, "edit_share": edit_share},
                   "training_set": added,
                   "seconds": round(seconds, 1), "train_seconds": round(result.seconds, 1),

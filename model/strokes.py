@@ -81,7 +81,9 @@ def _one(rng, flag=0.0, foot=False) -> Digit:
     top, bottom = (_u(rng, 0.28, 0.36), 0.0), (_u(rng, 0.26, 0.34), 1.0)
     strokes = []
     if flag:
-        angle = np.deg2rad(_u(rng, 25, 60))  # below the horizontal, to the left
+        # Below the horizontal, to the left. A long flag is steep: drawn flat it would be a
+        # 7's bar (a 7 that a writer meant as a 1 is noise in the labels, not a style).
+        angle = np.deg2rad(_u(rng, 25, 60) if flag < 0.3 else _u(rng, 38, 62))
         start = (top[0] - flag * np.cos(angle), top[1] + flag * np.sin(angle))
         strokes.append(_join(start, top, bottom))
     else:
