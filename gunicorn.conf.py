@@ -12,7 +12,15 @@ import shutil
 import sys
 import tempfile
 
+import gunicorn.http.wsgi
+
 from service.settings import SettingsError, load_settings
+
+# The one gunicorn global this service changes (on_starting, below): the Server banner.
+# Fail at start, loudly, if a release moves it (pyproject.toml pins the tested series).
+if not isinstance(getattr(gunicorn.http.wsgi, "SERVER", None), str):
+    raise RuntimeError("gunicorn.http.wsgi.SERVER is gone: this gunicorn is not the series the service "
+                       "was tested with (see pyproject.toml)")
 
 try:
     _settings = load_settings()
@@ -23,10 +31,8 @@ except SettingsError as exc:
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.workers
 threads = _settings.threads
-# gthread is gunicorn's thread worker plus queue-wait bookkeeping (service/worker.py),
-# which lets the app shed requests that waited longer than QUEUE_TIMEOUT.
-worker_class = ("service.worker.QueueAwareWorker" if _settings.worker_class == "gthread"
-                else _settings.worker_class)
+# gunicorn's own worker classes, as shipped (admission control is the app's, service/admission.py).
+worker_class = _settings.worker_class
 timeout = _settings.timeout
 backlog = _settings.backlog
 # Recycling would bound slow growth in long-lived workers, but the soak finds none
@@ -39,6 +45,11 @@ graceful_timeout = 20
 worker_connections = _settings.worker_connections
 keepalive = _settings.keepalive
 accesslog = None  # the service writes its own JSON access log
+# gunicorn's control socket (gunicornc) defaults to one path per user, which every
+# master on the host would fight over: off, unless CONTROL_SOCKET names this one's.
+control_socket_disable = not _settings.control_socket
+if _settings.control_socket:
+    control_socket = str(_settings.control_socket)
 errorlog = "-"
 loglevel = _settings.log_level.lower()
 # Every worker loads the model itself, after the fork: no preload, so each one
@@ -73,14 +84,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-    if hasattr(worker, "mnist_slot"):  # service.worker.QueueAwareWorker: free its slot
-        from service.worker import release_slot
-
-        release_slot(worker)
 
 
 def on_starting(server):
-    # No server version banner: gunicorn otherwise sends "Server: gunicorn".
-    import gunicorn.http.wsgi
-
+    # No version banner: gunicorn otherwise sends "Server: gunicorn/<version>". This module
+    # attribute is gunicorn's only way to set it, and the one global this service changes.
     gunicorn.http.wsgi.SERVER = "mnist-service"

@@ -1,6 +1,6 @@
 """In-process micro-benchmarks: decode + preprocess + infer, forward passes, JSON.
 
-    python -m bench.inprocess [--artifact artifacts/mnist/1/model.npz]
+    python -m bench.inprocess [--artifact artifacts/mnist/2/model.npz]   (default: the newest bundled)
 
 Prints the median and p90 time per call for each payload type (a 28x28 MNIST
 PNG, a 280x280 canvas PNG with alpha, a 1-megapixel JPEG photo), the forward
@@ -11,60 +11,16 @@ measurement rotates among distinct images, so no cache could help.
 from __future__ import annotations
 
 import argparse
-import io
 import time
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
 
 from model.artifact import load_artifact
-from model.data import load_dataset, scale_pixels
+from model.data import scale_pixels
+from model.store import ArtifactStore
 from service.preprocessing import preprocess
 from service.schemas import prediction_body
-
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_ARTIFACT = REPO / "artifacts" / "mnist" / "1" / "model.npz"
-
-
-def _digits(n: int) -> np.ndarray:
-    for root in (REPO.parent / "shared" / "datasets", None):
-        try:
-            return load_dataset("mnist", root, download=False).test_images[:n]
-        except Exception:  # noqa: BLE001 - fall back to synthetic strokes
-            continue
-    rng = np.random.default_rng(0)
-    images = np.zeros((n, 28, 28), np.uint8)
-    for im in images:
-        im[rng.integers(4, 10):rng.integers(18, 24), rng.integers(8, 14):rng.integers(14, 20)] = 255
-    return images
-
-
-def payloads(n: int = 64) -> dict[str, list[bytes]]:
-    """Return ``n`` distinct encoded images of each benchmark payload type."""
-    digits = _digits(n)
-    out: dict[str, list[bytes]] = {"mnist_png_28": [], "canvas_png_280_alpha": [], "photo_jpeg_1mp": []}
-    rng = np.random.default_rng(1)
-    for d in digits:
-        buf = io.BytesIO()
-        Image.fromarray(d).save(buf, "PNG")
-        out["mnist_png_28"].append(buf.getvalue())
-        rgba = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-        rgba.putalpha(Image.fromarray(d).resize((280, 280), Image.BILINEAR))
-        buf = io.BytesIO()
-        rgba.save(buf, "PNG")
-        out["canvas_png_280_alpha"].append(buf.getvalue())
-        paper = np.linspace(170, 235, 1152)[None, :] * np.ones((864, 1))
-        ink = np.zeros((864, 1152))
-        big = np.asarray(Image.fromarray(d).resize((500, 500), Image.BICUBIC), float) / 255
-        y, x = rng.integers(50, 300), rng.integers(50, 600)
-        ink[y:y + 500, x:x + 500] = big
-        photo = (paper * (1 - 0.75 * ink) + rng.normal(0, 4, ink.shape)).clip(0, 255).astype(np.uint8)
-        image = Image.fromarray(photo).filter(ImageFilter.GaussianBlur(1)).convert("RGB")
-        buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=85)
-        out["photo_jpeg_1mp"].append(buf.getvalue())
-    return out
+from tests.system.loadgen import REPO, payloads
 
 
 def timeit(fn, items, repeat: int = 5) -> tuple[float, float]:
@@ -82,7 +38,7 @@ def timeit(fn, items, repeat: int = 5) -> tuple[float, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifact", default=str(DEFAULT_ARTIFACT))
+    parser.add_argument("--artifact", default=str(ArtifactStore(REPO / "artifacts", "mnist").latest().path))
     args = parser.parse_args(argv)
     model = load_artifact(args.artifact)
     net, labels = model.net, model.labels

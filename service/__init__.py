@@ -4,10 +4,10 @@
 
 ``create_app`` reads ``Settings`` from the environment unless a test passes
 its own, copies what Flask needs into ``app.config``, then wires each
-concern with its ``init_app``: JSON errors, request logging and metrics, the
-model registry (loads the first model, starts polling), and the blueprints;
-finally ``FastPath`` wraps the WSGI callable so the two hottest requests skip
-Flask's per-request machinery.
+concern with its ``init_app``: JSON errors, request bookkeeping (request id,
+headers, access log, metrics), admission control, the model registry (loads
+the first model, starts polling), and the blueprints. Every request is
+answered by a Flask view; there is no other path.
 """
 
 from __future__ import annotations
@@ -52,8 +52,7 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     """
     from model.store import ArtifactStore
 
-    from . import errors, ops, registry, requestlog, ui, v1, v2
-    from .fastpath import FastPath
+    from . import admission, errors, ops, registry, requestlog, ui, v1, v2
     from .logs import configure_logging
     from .settings import load_settings
 
@@ -67,13 +66,12 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
         MAX_FORM_PARTS=max(64, settings.max_batch_images + 16),
     )
     errors.init_app(app)
-    requestlog.init_app(app)
+    requestlog.init_app(app)  # first: every answer, a shed one included, gets its id and log line
+    admission.init_app(app)
     registry.init_app(app, ArtifactStore(settings.artifacts_dir, settings.model_name),
                       settings.poll_interval if poll else None)
     app.register_blueprint(v1.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(ui.bp)
-    # Last: the hot requests bypass Flask's per-request machinery (see fastpath.py).
-    app.wsgi_app = FastPath(app)
     return app

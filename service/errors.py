@@ -13,6 +13,9 @@ from __future__ import annotations
 from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
+from model.artifact import InvalidArtifact
+from model.store import VersionNotFound
+
 from .preprocessing import ImageError
 
 __all__ = [
@@ -25,6 +28,7 @@ __all__ = [
     "ServiceError",
     "Unauthorized",
     "UnsupportedMediaType",
+    "DOMAIN_ERRORS",
     "error_body",
     "error_response",
     "init_app",
@@ -112,6 +116,20 @@ def _service_error(exc: ServiceError):
     return error_response(exc.message, exc.status_code, exc.code, exc.headers)
 
 
+# The exceptions of the layers below the views, and the HTTP errors they become. Views
+# let them propagate; this table is the one place that translates them.
+DOMAIN_ERRORS: dict[type[Exception], type[ServiceError]] = {
+    VersionNotFound: ModelNotFound,  # 404: no such model version
+    InvalidArtifact: InvalidModel,  # 422: the version exists but fails validation
+}
+
+
+def _domain_error(exc: Exception):
+    error = next(error for cls, error in DOMAIN_ERRORS.items() if isinstance(exc, cls))
+    message = f"the model failed validation and is not served: {exc}" if error is InvalidModel else str(exc)
+    return error_response(message, error.status_code, error.code)
+
+
 def _image_error(exc: ImageError):
     from . import metrics
 
@@ -137,4 +155,6 @@ _HTTP_CODES = {413: "payload_too_large", 500: "internal_error"}
 def init_app(app: Flask) -> None:
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(ImageError, _image_error)
+    for exception in DOMAIN_ERRORS:
+        app.register_error_handler(exception, _domain_error)
     app.register_error_handler(HTTPException, _http_error)

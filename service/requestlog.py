@@ -5,6 +5,16 @@ or makes one; ``after_request`` returns it, names the model version that
 answered (``X-Model-Version``), adds the security headers an API should send,
 applies CORS when configured, records the Prometheus metrics and writes one
 JSON access-log line.
+
+It also reads whatever request body an answer left unread (a 404, 405, 401,
+413 or 415 is decided before the upload is read). gunicorn's thread worker
+drains at most 64 KB of it before reusing a kept-alive connection and closes
+the connection after larger ones, although its answer said ``keep-alive``
+(and it ignores an application's ``Connection: close``); the client's next
+request on that connection then fails. Draining here, for bodies of up to
+``DRAIN_FACTOR`` x ``MAX_UPLOAD_BYTES`` and for at most ``DRAIN_SECONDS``
+between reads, keeps the connection usable for every upload the service
+would take; a larger one is answered at once and its connection closed.
 """
 
 from __future__ import annotations
@@ -24,6 +34,9 @@ __all__ = ["API_HEADERS", "init_app", "record", "request_id_from"]
 access_log = logging.getLogger("service.access")
 _bits = random.getrandbits
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+DRAIN_SECONDS = 2.0  # how long an unread upload is read and discarded before answering...
+DRAIN_FACTOR = 2  # ...up to this many times MAX_UPLOAD_BYTES (beyond that gunicorn closes the connection)
+_CHUNK = 64 * 1024
 
 API_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -57,8 +70,36 @@ def _start() -> None:
     g.request_id = request_id_from(request.headers.get("X-Request-ID"))
 
 
+def _drain_unread_body(limit: int) -> None:
+    """Read and discard what is left of the request body (nothing, once a view read it).
+
+    Not when the body announced is over ``limit`` (it is refused at once, and gunicorn
+    closes the connection), nor when the client waits for ``100 Continue`` before
+    sending it (it never will).
+    """
+    length = request.content_length
+    if (not length and request.headers.get("Transfer-Encoding") is None) or (length and length > limit):
+        return
+    if request.headers.get("Expect", "").lower() == "100-continue":
+        return
+    stream = request.environ.get("wsgi.input")
+    if stream is None:
+        return
+    deadline = time.monotonic() + DRAIN_SECONDS
+    left = limit
+    try:
+        while left > 0 and time.monotonic() < deadline:
+            chunk = stream.read(min(_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+    except Exception:  # noqa: BLE001 - a client gone or a malformed body (gunicorn raises its own
+        return  # parse errors): nothing to keep, and gunicorn closes such a connection itself
+
+
 def _finish(response):
     settings = current_app.config["SETTINGS"]
+    _drain_unread_body(DRAIN_FACTOR * settings.max_upload_bytes)
     elapsed = time.perf_counter() - g.get("start", time.perf_counter())
     request_id = g.get("request_id") or request_id_from(None)
     headers = response.headers

@@ -34,15 +34,15 @@ class Settings(BaseSettings):
     worker_class: Literal["gthread", "sync", "gevent"] = Field(
         "gthread", description="gunicorn worker class (see bench/RESULTS.md for the measurements).")
     worker_connections: int = Field(
-        64, ge=1, le=10_000,
-        description="Most open (keep-alive) connections per gthread worker; also spreads a few "
-                    "busy clients over the workers instead of letting one worker take them all.")
+        64, ge=1, le=10_000, description="Most open (keep-alive) connections per gthread or gevent worker.")
     keepalive: int = Field(5, ge=0, le=300, description="Seconds an idle keep-alive connection stays open.")
     queue_timeout: float = Field(
         1.0, ge=0, le=300,
-        description="Predictions that waited longer than this for a thread (or for their turn in "
-                    "the worker's event loop) get a fast 503 with Retry-After instead of being "
-                    "served late (gthread only; 0 = never shed).")
+        description="Predictions that waited longer than this since they reached the proxy in front "
+                    "(its X-Request-Start header) get a fast 503 with Retry-After instead of being "
+                    "served late, under every worker class (0 = never shed).")
+    control_socket: Path | None = Field(
+        None, description="Path of gunicorn's control socket (for gunicornc); unset = no socket.")
     backlog: int = Field(256, ge=1, le=65_535, description="Pending connections the kernel queues.")
     max_requests: int = Field(
         0, ge=0, le=10_000_000,
@@ -82,6 +82,21 @@ class Settings(BaseSettings):
         if len(token.get_secret_value()) < 16:
             raise ValueError("must be at least 16 characters (or unset)")
         return token
+
+    @field_validator("worker_class")
+    @classmethod
+    def _installed(cls, worker_class: str) -> str:
+        if worker_class == "gevent":
+            import importlib.util
+
+            if importlib.util.find_spec("gevent") is None:
+                raise ValueError("the gevent worker class needs the gevent package (pip install gevent)")
+        return worker_class
+
+    @field_validator("control_socket", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -30,6 +30,14 @@ def _fields(request: Request, most: int = 10) -> list[str]:
     return names[:most] + ([f"... {len(names) - most} more"] if len(names) > most else [])
 
 
+def _unreadable(request: Request) -> str:
+    """Return a note when a non-empty multipart body yielded no fields at all: Werkzeug's
+    parser drops a form it cannot read (a malformed part, part headers that are not UTF-8)."""
+    if request.files or request.form or not request.content_length:
+        return ""
+    return "; the body could not be read as a form: malformed, or part headers that are not UTF-8"
+
+
 def parse_json(request: Request) -> object:
     """Return the request body parsed as JSON (400 when it is not valid JSON)."""
     try:
@@ -58,7 +66,7 @@ def read_image(request: Request) -> tuple[bytes, str | None]:
     if mimetype == "multipart/form-data":
         files = request.files.getlist("image")
         if not files:
-            raise BadRequest(f"no file in multipart field 'image' (fields sent: {_fields(request)}); "
+            raise BadRequest(f"no file in multipart field 'image' (fields sent: {_fields(request)}{_unreadable(request)}); "
                              f"{HOW_TO_SEND}")
         if len(files) > 1:
             raise BadRequest("send one file in field 'image'; use /v1/predict/batch for several")
@@ -83,7 +91,7 @@ def read_batch(request: Request, max_images: int) -> list[tuple[bytes, str | Non
             "with the files in the repeated field 'images'")
     files = request.files.getlist("images")
     if not files:
-        raise BadRequest(f"no files in multipart field 'images' (fields sent: {_fields(request)})")
+        raise BadRequest(f"no files in multipart field 'images' (fields sent: {_fields(request)}{_unreadable(request)})")
     if len(files) > max_images:
         raise PayloadTooLarge(f"{len(files)} images in one batch; the limit is {max_images}")
     return [(f.read(), f.filename) for f in files]

@@ -1,39 +1,20 @@
 """``/v1``: predict one image, predict a batch, list models, pin a version.
 
-Each view reads the request, calls preprocessing and the model, and returns
-a body built by ``schemas``; the steps themselves live elsewhere.
+Each view reads the request (``uploads``), calls the data plane
+(``digits``) and returns its body; errors propagate to ``errors``' handlers.
 """
 
 from __future__ import annotations
 
-import numpy as np
 from flask import Blueprint, current_app, g, jsonify, request
 
-from model.artifact import InvalidArtifact
-from model.data import scale_pixels
-from model.store import VersionNotFound
-
-from . import metrics
+from . import digits
 from .auth import require_admin, require_reader
-from .errors import BadRequest, InvalidModel, ModelNotFound
-from .preprocessing import ImageError, preprocess
-from .registry import ServedModel, current_model, get_registry
-from .schemas import batch_error_item, prediction_body
+from .errors import BadRequest
+from .registry import current_model, get_registry
 from .uploads import parse_json, read_batch, read_image
 
 bp = Blueprint("v1", __name__, url_prefix="/v1")
-
-
-def model_ref(served: ServedModel) -> dict:
-    """Return the ``{"name", "version"}`` a prediction names its model by."""
-    return {"name": served.name, "version": served.version}
-
-
-def _model_ref(served: ServedModel) -> dict:
-    """``model_ref``, also recorded for the response's X-Model-Version and the access log."""
-    g.model_version = served.version
-    return model_ref(served)
-
 
 INCLUDE_OPTIONS = {"input"}
 
@@ -49,22 +30,13 @@ def _include_input() -> bool:
     return "input" in wanted
 
 
-def classify(served: ServedModel, data: bytes, max_pixels: int, with_input: bool) -> dict:
-    """Return the prediction body for one encoded image (the view's and the fast path's)."""
-    digit = preprocess(data, max_pixels)
-    probs = served.predict_proba(scale_pixels(digit[None]))
-    body = prediction_body(probs[0], served.labels, model_ref(served), digit if with_input else None)
-    metrics.predictions_done(served.version)
-    return body
-
-
 @bp.post("/predict")
 def predict():
     """Classify one uploaded image."""
     with_input = _include_input()
     data, _ = read_image(request)
     served = current_model()
-    body = classify(served, data, current_app.config["SETTINGS"].max_image_pixels, with_input)
+    body = digits.classify(served, data, current_app.config["SETTINGS"].max_image_pixels, with_input)
     g.model_version = served.version  # only an answer names the version, not a refused image
     return jsonify(body)
 
@@ -76,22 +48,9 @@ def predict_batch():
     with_input = _include_input()
     uploads = read_batch(request, settings.max_batch_images)
     served = current_model()
-    items: list[dict | None] = [None] * len(uploads)
-    good, digits = [], []
-    for i, (data, filename) in enumerate(uploads):
-        try:
-            digits.append(preprocess(data, settings.max_image_pixels))
-            good.append(i)
-        except ImageError as exc:
-            metrics.IMAGES.labels(code=exc.code).inc()
-            items[i] = batch_error_item(i, filename, str(exc), exc.code, exc.status)
-    ref = _model_ref(served)
-    if digits:
-        probs = served.predict_proba(scale_pixels(np.stack(digits)))
-        for row, i, digit in zip(probs, good, digits):
-            items[i] = prediction_body(row, served.labels, ref, digit if with_input else None)
-        metrics.predictions_done(served.version, len(digits))
-    return jsonify({"predictions": items, "model": ref})
+    items = digits.classify_batch(served, uploads, settings.max_image_pixels, with_input)
+    g.model_version = served.version
+    return jsonify({"predictions": items, "model": digits.model_ref(served)})
 
 
 @bp.get("/models")
@@ -125,11 +84,6 @@ def activate_model():
     if not 0 < len(version) <= 32:
         raise BadRequest("'version' must be 1 to 32 characters")
     registry = get_registry()
-    try:
-        served = registry.activate(version)
-    except VersionNotFound as exc:
-        raise ModelNotFound(str(exc)) from None
-    except InvalidArtifact as exc:
-        raise InvalidModel(f"version {version} failed validation and was not activated: {exc}") from None
-    _model_ref(served)
+    served = registry.activate(version)  # VersionNotFound: 404, InvalidArtifact: 422
+    g.model_version = served.version
     return jsonify({"name": served.name, "version": served.version, "pinned": registry.store.pinned()})

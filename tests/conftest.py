@@ -146,3 +146,11 @@ def bundled_model():
     from model.store import ArtifactStore
 
     return load_artifact(ArtifactStore(BUNDLED_ARTIFACTS, "mnist").latest().path)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test under tests/system/ as ``system`` (live gunicorn, browser, wrk)."""
+    system = REPO / "tests" / "system"
+    for item in items:
+        if system in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.system)

@@ -1,6 +1,5 @@
 """The requests-based client and its CLI, against a real gunicorn."""
 
-
 import pytest
 
 from service.client import Client, ClientError, Unreachable, main
@@ -9,6 +8,9 @@ from conftest import DIGIT_PNG_PATH, RESOURCES, publish_constant
 from live import free_port, live_server
 
 TOKEN = "client-admin-token-0123456789"
+
+
+pytestmark = pytest.mark.system  # the client against a live gunicorn
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The JSON access log and the settings' validation."""
+"""The JSON access log, request ids, CORS and the unread-body drain (service/requestlog.py, logs.py)."""
 
 import io
 import json
@@ -12,7 +12,6 @@ import pytest
 from service import create_app
 from service.logs import PIPE_BUF, BufferedStreamHandler, JsonFormatter, log_fields
 from service.requestlog import request_id_from
-from service.settings import SettingsError, load_settings
 
 from conftest import DIGIT_PNG, derive
 
@@ -47,38 +46,6 @@ def test_one_json_line_per_request(settings, access_lines):
 def test_access_log_can_be_turned_off(settings, access_lines):
     create_app(derive(settings, access_log=False), poll=False).test_client().get("/healthz")
     assert access_lines() == []
-
-
-@pytest.mark.parametrize("env, names", [
-    ({"PORT": "0"}, ["PORT"]), ({"PORT": "http"}, ["PORT"]), ({"WORKERS": "-1"}, ["WORKERS"]),
-    ({"POLL_INTERVAL": "0"}, ["POLL_INTERVAL"]), ({"MAX_UPLOAD_BYTES": "ten"}, ["MAX_UPLOAD_BYTES"]),
-    ({"LOG_LEVEL": "LOUD"}, ["LOG_LEVEL"]), ({"ADMIN_TOKEN": "abc"}, ["ADMIN_TOKEN"]),
-    ({"MODEL_NAME": "../etc"}, ["MODEL_NAME"]), ({"PORT": "-5", "THREADS": "0"}, ["PORT", "THREADS"]),
-])
-def test_invalid_settings_name_the_variable(monkeypatch, env, names):
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    with pytest.raises(SettingsError) as info:
-        load_settings()
-    message = str(info.value)
-    for name in names:
-        assert f"  {name}:" in message
-    if "ADMIN_TOKEN" in env:
-        assert "abc" not in message
-
-
-def test_settings_defaults_and_env(monkeypatch):
-    for key in ("HOST", "PORT", "WORKERS", "ARTIFACTS_DIR", "ADMIN_TOKEN", "POLL_INTERVAL"):
-        monkeypatch.delenv(key, raising=False)
-    s = load_settings()
-    assert (s.host, s.port, s.workers, str(s.artifacts_dir), s.admin_token) == \
-        ("0.0.0.0", 8000, 2, "artifacts", None)
-    monkeypatch.setenv("PORT", "9001")
-    monkeypatch.setenv("ADMIN_TOKEN", "")  # empty means unset
-    monkeypatch.setenv("CORS_ORIGINS", "https://a.example, https://b.example")
-    s = load_settings()
-    assert s.port == 9001 and s.admin_token is None
-    assert s.cors_origin_list == ["https://a.example", "https://b.example"]
 
 
 def test_cors_is_applied_only_to_configured_origins(settings):
@@ -254,3 +221,24 @@ def test_request_ids_are_new_in_every_process_and_a_sane_incoming_one_is_kept():
     os.close(read)
     parent = [request_id_from(None) for _ in range(3)]
     assert len(set(child + parent)) == 6
+
+
+def test_an_unread_upload_is_drained_before_the_answer(settings):
+    """An early answer (here a 404) reads the rest of the upload first, so a kept-alive
+    connection is not closed under the client by gunicorn's 64 KB drain limit."""
+    from service.requestlog import DRAIN_FACTOR
+
+    client = create_app(derive(settings, max_upload_bytes=64 * 1024), poll=False).test_client()
+    body = io.BytesIO(b"x" * 100_000)
+    r = client.post("/v1/nowhere", input_stream=body, content_length=100_000, content_type="image/png")
+    assert r.status_code == 404 and body.tell() == 100_000
+    # One above DRAIN_FACTOR x MAX_UPLOAD_BYTES is not read at all (gunicorn then closes).
+    huge = io.BytesIO(b"x" * (DRAIN_FACTOR * 64 * 1024 + 50_000))
+    r = client.post("/v1/predict", input_stream=huge, content_length=len(huge.getvalue()),
+                    content_type="image/png")
+    assert r.status_code == 413 and huge.tell() == 0
+    # Nor one the client waits to send until told to continue.
+    waiting = io.BytesIO(b"x" * 100_000)
+    r = client.post("/v1/nowhere", input_stream=waiting, content_length=100_000, content_type="image/png",
+                    headers={"Expect": "100-continue"})
+    assert r.status_code == 404 and waiting.tell() == 0

@@ -196,7 +196,9 @@ def test_models_lists_active_metadata_and_versions(client, artifacts_dir):
     assert (body.name, body.version, body.pinned) == ("mnist", "1", None)  # no refresh yet
     assert [v.version for v in body.versions] == ["2", "1"]
     assert body.versions[1].active and body.versions[0].test_accuracy == 0.9
-    assert body.metadata["architecture"]["sizes"] == [784, 4, 10]
+    assert body.metadata["architecture"]["input_shape"] == [784]
+    assert [layer["kind"] for layer in body.metadata["architecture"]["layers"]] == ["dense", "relu", "dense"]
+    assert body.architecture == "MLP: dense4 relu dense10"
     assert body.metrics["test_accuracy"] == 0.9
     assert body.last_load_error is None
 

@@ -166,6 +166,7 @@ def triton_server(tmp_path_factory):
         yield server
 
 
+@pytest.mark.system
 @pytest.mark.parametrize("binary", [True, False])
 @pytest.mark.parametrize("datatype, shape", [("FP32", (5, 784)), ("UINT8", (4, 28, 28)),
                                              ("FP32", (2, 1, 28, 28))])
@@ -194,6 +195,7 @@ def test_tritonclient_infer(triton_server, binary, datatype, shape):
     assert default.as_numpy("predicted_class").tolist() == [3] * shape[0]
 
 
+@pytest.mark.system
 def test_tritonclient_sees_errors(triton_server):
     import tritonclient.http as httpclient
     from tritonclient.utils import InferenceServerException

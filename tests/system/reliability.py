@@ -1,28 +1,19 @@
-"""Reliability runs: load, soak, a worker killed under load, overload.
-
-    python -m bench.reliability load      [--seconds 60]   mixed traffic at 32 connections
-    python -m bench.reliability soak      [--seconds 600]  RSS and file descriptors over time,
-                                                          with model reloads in between
-    python -m bench.reliability kill      [--seconds 20]   kill -9 a worker mid-load
-    python -m bench.reliability overload  [--seconds 15]   far more connections than capacity
-    python -m bench.reliability all                        each of the above, short (20, 60, 20 and 15 s)
+"""Reliability scenarios: load, soak, a worker killed under load, overload.
 
 Every run starts its own gunicorn on 127.0.0.1 (processes are tracked by PID,
-never by name), drives it with wrk (Debian's; installed if missing) through
-``wrk_rotate.lua`` with counting on (statuses and the model version of every
-answer), prints its figures and returns them as a dict, so the tests in
-``tests/test_reliability.py`` can run short variants and assert on them.
+never by name), drives it with wrk (``loadgen.run_wrk``) with counting on
+(statuses and the model version of every answer), prints its figures and
+returns them as a dict. ``test_reliability.py`` runs short variants and
+asserts on them; ``python -m bench.reliability`` runs the long ones.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
 import re
 import shutil
 import signal
-import sys
 import tempfile
 import threading
 import time
@@ -30,9 +21,7 @@ from pathlib import Path
 
 import requests
 
-from bench.serve import Server, build_manifests, ensure_wrk, run_wrk
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.system.loadgen import REPO, Server, build_manifests, run_wrk
 # The traffic mix: how many times each cell's requests appear in the rotation.
 MIX = {"predict_png28": 6, "predict_canvas280": 1, "predict_jpeg1mp": 1, "v2_json1": 2,
        "v2_binary256": 1, "batch64": 1}
@@ -114,9 +103,10 @@ def mixed_manifest(directory: Path) -> Path:
     return path
 
 
-def wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10) -> dict:
+def wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10,
+        stamp: bool = False) -> dict:
     """Run wrk, counting statuses; return requests, statuses, versions, errors, latency."""
-    result = run_wrk(url, manifest, connections, seconds, timeout=timeout, count=True)
+    result = run_wrk(url, manifest, connections, seconds, timeout=timeout, count=True, stamp=stamp)
     result["failed"] = result["socket_errors"] + sum(
         n for status, n in result["statuses"].items() if not status.startswith("2"))
     return result
@@ -240,44 +230,23 @@ def kill_worker(scenario: Scenario, seconds: float = 20, connections: int = 32) 
 
 
 def overload(scenario: Scenario, seconds: float = 15, connections: int = 512,
-             queue_timeout: float = 0.1) -> dict:
-    """Many more connections than the workers can serve; the excess is shed with 503."""
-    server = scenario.server("overload", QUEUE_TIMEOUT=queue_timeout, WORKER_CONNECTIONS=1000,
-                             BACKLOG=2048)
+             queue_timeout: float = 0.1, worker_class: str = "gthread", cors_origins: str = "") -> dict:
+    """Many more connections than the workers can serve; the excess is shed with 503.
+
+    wrk stamps each request with ``X-Request-Start`` as it sends it, as the proxy in
+    front of the service does (service/admission.py measures the wait from it).
+    """
+    server = scenario.server(f"overload-{worker_class}", QUEUE_TIMEOUT=queue_timeout, WORKER_CONNECTIONS=1000,
+                             BACKLOG=2048, WORKER_CLASS=worker_class, CORS_ORIGINS=cors_origins)
     try:
         server.wait_ready(2)
-        result = wrk(server.url, scenario.manifest, connections, seconds, timeout=10)
+        result = wrk(server.url, scenario.manifest, connections, seconds, timeout=10, stamp=True)
         text = requests.get(server.url + "/metrics", timeout=5).text
     finally:
         server.stop()
     shed = next((float(ln.split()[-1]) for ln in text.splitlines()
                  if ln.startswith("mnist_shed_requests_total ")), 0.0)
     result["shed"] = shed
-    print(f"overload ({connections} connections, QUEUE_TIMEOUT {queue_timeout:g} s): {_fmt(result)}; "
+    print(f"overload ({connections} connections, {worker_class}, QUEUE_TIMEOUT {queue_timeout:g} s): {_fmt(result)}; "
           f"shed {shed:.0f}")
     return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", choices=["load", "soak", "kill", "overload", "all"])
-    parser.add_argument("--seconds", type=float)
-    args = parser.parse_args(argv)
-    ensure_wrk()
-    scenario = Scenario()
-    try:
-        if args.run in ("load", "all"):
-            load(scenario, args.seconds or (60 if args.run == "load" else 20))
-        if args.run in ("soak", "all"):
-            soak(scenario, args.seconds or (600 if args.run == "soak" else 60))
-        if args.run in ("kill", "all"):
-            kill_worker(scenario, args.seconds or 20)
-        if args.run in ("overload", "all"):
-            overload(scenario, args.seconds or 15)
-    finally:
-        shutil.rmtree(scenario.dir, ignore_errors=True)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

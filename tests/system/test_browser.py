@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from model.store import ARTIFACT_FILE
+from model.store import ArtifactStore
 
 from conftest import BUNDLED_ARTIFACTS, DIGIT_PNG_PATH, RESOURCES
 from live import live_server
@@ -64,10 +64,13 @@ def browser():
         browser.close()
 
 
+NEWEST = ArtifactStore(BUNDLED_ARTIFACTS, "mnist").latest()  # the default model the page shows
+
+
 @pytest.fixture(scope="module")
 def server(browser, tmp_path_factory):
-    if not (BUNDLED_ARTIFACTS / "mnist" / "1" / ARTIFACT_FILE).is_file():
-        pytest.fail(f"the bundled artifact {BUNDLED_ARTIFACTS / 'mnist' / '1'} is missing", pytrace=False)
+    if NEWEST is None or not NEWEST.path.is_file():
+        pytest.fail(f"no bundled artifact under {BUNDLED_ARTIFACTS / 'mnist'}", pytrace=False)
     env = {"ARTIFACTS_DIR": BUNDLED_ARTIFACTS, "ACCESS_LOG": "false", "POLL_INTERVAL": "5"}
     with live_server(env, tmp_path_factory.mktemp("ui-server"), workers=2) as live:
         yield live
@@ -95,7 +98,7 @@ def open_page(browser, server, **context_options):
     page = context.new_page()
     console = Console(page)
     page.goto(server.url + "/")
-    expect(page.locator("#model-version")).to_have_text("1")  # the page has loaded /v1/models
+    expect(page.locator("#model-version")).to_have_text(NEWEST.version)  # the page has loaded /v1/models
     return page, console
 
 

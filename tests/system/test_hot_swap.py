@@ -14,7 +14,7 @@ import time
 
 import requests
 
-from bench.reliability import worker_versions
+from tests.system.reliability import worker_versions
 from model.store import ARTIFACT_FILE
 
 from conftest import DIGIT_PNG, publish_constant
@@ -196,8 +196,9 @@ def test_no_server_banner(tmp_path):
     artifacts = tmp_path / "artifacts"
     publish_constant(artifacts, hot=3)
     with live_server({"ARTIFACTS_DIR": artifacts}, tmp_path) as server:
-        r = requests.get(server.url + "/healthz", timeout=5)
-        assert "gunicorn" not in r.headers.get("Server", "").lower()
+        for path in ("/healthz", "/nope", "/v1/models"):
+            r = requests.get(server.url + path, timeout=5)
+            assert r.headers["Server"] == "mnist-service", path  # gunicorn sends one; no version in it
 
 
 def test_metrics_merge_across_workers(tmp_path):

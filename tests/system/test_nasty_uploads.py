@@ -2,7 +2,7 @@
 
 Every case must get its documented status and a JSON error body, quickly;
 none may get a 500, hang, or hurt the requests that follow. The corpus is
-``tests/resources/nasty/`` (rebuilt by ``tests/make_nasty_corpus.py``).
+``tests/resources/nasty/`` (rebuilt by ``tests/system/make_nasty_corpus.py``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,24 @@
 -- wrk script: rotate among many pre-built requests, print a JSON summary.
---   wrk -s bench/wrk_rotate.lua URL -- MANIFEST [count]
+--   wrk -s tests/system/wrk_rotate.lua URL -- MANIFEST [count] [stamp]
 -- Each MANIFEST line: METHOD<TAB>PATH<TAB>BODY_FILE[<TAB>Header: value]...
 -- Every thread starts at its own random offset, so consecutive requests (and
 -- the threads) carry different images: no response cache could help.
 -- With "count", every response's status and X-Model-Version are also tallied
 -- (a response() callback costs wrk some speed, so benchmarks leave it off).
+-- With "stamp", every request carries X-Request-Start: t=<microseconds since
+-- the epoch> of the moment wrk sends it, as the proxy in front of the service
+-- sets it (the request is formatted then, which costs wrk some speed too).
+
+local ffi = require("ffi")
+ffi.cdef[[
+typedef long time_t;
+typedef long suseconds_t;
+struct timeval { time_t tv_sec; suseconds_t tv_usec; };
+int gettimeofday(struct timeval *tv, void *tz);
+]]
+local now = ffi.new("struct timeval")
+local parts = {}
+local stamp = false
 
 local requests_ = {}
 local index = 0
@@ -38,10 +52,15 @@ function init(args)
       headers[key] = value
     end
     table.insert(requests_, wrk.format(fields[1], fields[2], headers, body))
+    table.insert(parts, {fields[1], fields[2], headers, body})
   end
   manifest:close()
-  if args[2] == "count" then
-    response = count  -- wrk looks for a global response() after init
+  for i = 2, #args do
+    if args[i] == "count" then
+      response = count  -- wrk looks for a global response() after init
+    elseif args[i] == "stamp" then
+      stamp = true
+    end
   end
   math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
   index = math.random(#requests_)
@@ -49,6 +68,12 @@ end
 
 function request()
   index = index % #requests_ + 1
+  if stamp then
+    local method, path, headers, body = unpack(parts[index])
+    ffi.C.gettimeofday(now, nil)
+    headers["X-Request-Start"] = string.format("t=%d%06d", tonumber(now.tv_sec), tonumber(now.tv_usec))
+    return wrk.format(method, path, headers, body)
+  end
   return requests_[index]
 end
 
