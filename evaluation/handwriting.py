@@ -68,7 +68,7 @@ def _package_dir(name: str) -> Path:
     return Path(spec.submodule_search_locations[0])
 
 
-def _frame(ink: np.ndarray) -> np.ndarray:
+def frame(ink: np.ndarray) -> np.ndarray:
     """Return ``ink`` (any 2-D float, bright ink) cropped and placed in a square of
     side 28/20 of its longer side, as MNIST frames a digit; uint8."""
     rows, cols = np.flatnonzero(ink.max(axis=1) > 0), np.flatnonzero(ink.max(axis=0) > 0)
@@ -104,7 +104,7 @@ def _optdigits(pick=None) -> Source:
     path = _keel_file("optdigits.dat")
     rows = _table(path, 65, 16, pick)
     # Counts 0..16 of ink pixels per 4x4 block: 16 is a solid block.
-    images = [_frame(r[:64].reshape(8, 8) * (255.0 / 16)) for r in rows]
+    images = [frame(r[:64].reshape(8, 8) * (255.0 / 16)) for r in rows]
     return Source("optdigits", images, rows[:, 64].astype(np.uint8), str(path))
 
 
@@ -137,7 +137,7 @@ def _draw_trajectory(points: np.ndarray, height: int = 64, supersample: int = 2)
     ImageDraw.Draw(canvas).line(xy, fill=255, width=int(round(width)), joint="curve")
     canvas = canvas.resize((max(1, canvas.width // supersample), max(1, canvas.height // supersample)),
                            Image.Resampling.BOX)
-    return _frame(np.asarray(canvas, np.float32))
+    return frame(np.asarray(canvas, np.float32))
 
 
 def _pyclustering(pick=None) -> Source:
@@ -153,7 +153,7 @@ def _pyclustering(pick=None) -> Source:
             rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         gray = np.asarray(Image.alpha_composite(white, rgba).convert("L"), np.float32)
-        images.append(_frame(255.0 - gray))
+        images.append(frame(255.0 - gray))
         labels.append(int(f.name.split("_")[1]))
     return Source("pyclustering", images, np.array(labels, np.uint8), str(root))
 
@@ -200,7 +200,7 @@ def draw_font_digits(path: Path, slants=(0.0, 0.25), size: int = 72) -> list[tup
             ink = np.asarray(canvas, np.float32)
             if ink.max() < 128:
                 raise ValueError(f"{path.name} draws no glyph for {label}")
-            out.append((_frame(ink), label))
+            out.append((frame(ink), label))
     return out
 
 

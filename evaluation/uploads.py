@@ -454,7 +454,10 @@ def _noisy_png(digit, rng):
     # clean but a crop to "everything dark" would take in the dirt too.
     ys, xs = np.nonzero(coverage > 0.1)
     pad = 0.15 * (box[2] - box[0])
-    keep_out = (xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad)
+    if xs.size:
+        keep_out = (xs.min() - pad, ys.min() - pad, xs.max() + pad, ys.max() + pad)
+    else:  # faint everywhere (not a digit, e.g. a soft gradient): keep the dirt off its frame
+        keep_out = (box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad)
 
     def away(n: int) -> list[tuple[int, int]]:
         """Return up to ``n`` random pixel positions outside ``keep_out``."""

@@ -21,13 +21,14 @@ Where artifacts live and how versions are numbered is ``store.py``'s concern.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -37,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .data import INPUT_SHAPE, INPUT_SIZE, PIXEL_SCALE
 from .network import ACTIVATIONS, Network, mlp_layers
+from .ood import Scorer, predict
 
 __all__ = [
     "FORMAT",
@@ -44,6 +46,8 @@ __all__ = [
     "ArtifactMetadata",
     "InputSpec",
     "InvalidArtifact",
+    "OutOfDistribution",
+    "Thresholds",
     "LoadedModel",
     "build_metadata",
     "load_artifact",
@@ -183,6 +187,40 @@ class Metrics(BaseModel):
     per_class_accuracy: list[float] | None = None
 
 
+class Thresholds(_Strict):
+    """The verdict's thresholds (``ood.verdicts``), chosen on validation data."""
+
+    not_a_digit_below: float = Field(ge=0, le=1)  # digit_score under this: "not_a_digit"
+    uncertain_below: float = Field(ge=0, le=1)  # else a top probability under this: "uncertain"
+
+
+class OutOfDistribution(_Strict):
+    """How ``digit_score`` is computed (``ood.py``) and where the verdict's thresholds lie.
+
+    ``outlier_output``: the network has one output more than there are labels,
+    "not a digit" (trained with outlier exposure). ``platt`` maps the method's
+    raw score to [0, 1]; its slope is positive, so the score ranks as the raw
+    one. The Mahalanobis method also stores ``ood.means`` and
+    ``ood.precision`` among the arrays. ``comparison`` reports how each method
+    did on validation data when the artifact was made (not used to serve).
+    """
+
+    method: Literal["msp", "energy", "mahalanobis", "outlier"]
+    platt: tuple[float, float]
+    thresholds: Thresholds
+    outlier_output: bool = False
+    comparison: list[dict] = []
+
+    @model_validator(mode="after")
+    def _sound(self) -> OutOfDistribution:
+        a, b = self.platt
+        if not (math.isfinite(a) and math.isfinite(b) and 0 < a < 1e6 and abs(b) < 1e6):
+            raise ValueError(f"platt must be a finite increasing map (a > 0), got {self.platt}")
+        if self.method == "outlier" and not self.outlier_output:
+            raise ValueError("the outlier method needs the network's 'not a digit' output")
+        return self
+
+
 class ArtifactMetadata(_Strict):
     """Schema of the JSON metadata stored inside every artifact."""
 
@@ -197,6 +235,7 @@ class ArtifactMetadata(_Strict):
     temperature: float = Field(default=1.0, gt=0)
     metrics: Metrics = Metrics()
     training: dict = {}
+    ood: OutOfDistribution | None = None
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="before")
@@ -235,25 +274,53 @@ class ArtifactMetadata(_Strict):
             net = self.architecture.build()
         except ValueError as exc:
             raise ValueError(f"architecture: {exc}") from None
-        if len(self.labels) != net.n_outputs:
-            raise ValueError(f"{len(self.labels)} labels for {net.n_outputs} outputs")
+        extra = 1 if self.ood is not None and self.ood.outlier_output else 0
+        if len(self.labels) + extra != net.n_outputs:
+            raise ValueError(f"{len(self.labels)} labels{' and a not-a-digit output' if extra else ''} "
+                             f"for {net.n_outputs} outputs")
+        if self.legacy and self.ood is not None:
+            raise ValueError("version-1 artifacts have no ood block")
         return self
+
+    def ood_array_shapes(self, net: Network) -> dict[str, tuple[int, ...]]:
+        """Return the shapes of the arrays the ood method stores beside the network's."""
+        if self.ood is None or self.ood.method != "mahalanobis":
+            return {}
+        d = int(np.prod(net.shapes[-1]))
+        return {"ood.means": (len(self.labels), d), "ood.precision": (d, d)}
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A validated artifact: the network and its metadata."""
+    """A validated artifact: the network, its metadata, and what scores digit-ness."""
 
     net: Network
     metadata: ArtifactMetadata
     path: Path
+    ood_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def labels(self) -> list[str]:
         return self.metadata.labels
 
+    @functools.cached_property
+    def scorer(self) -> Scorer | None:
+        """The artifact's fitted digit score (None for artifacts without an ood block)."""
+        ood = self.metadata.ood
+        if ood is None:
+            return None
+        gaussians = ((self.ood_arrays["ood.means"], self.ood_arrays["ood.precision"])
+                     if ood.method == "mahalanobis" else None)
+        return Scorer(ood.method, ood.platt, gaussians)
+
+    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return (class probabilities (n, k) over the labels, digit scores (n,) or None),
+        from one forward pass (``ood.predict``)."""
+        return predict(self.net, X, len(self.labels), self.scorer)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self.net.predict_proba(X)
+        """Return the calibrated class probabilities (n, k) over the labels."""
+        return self.predict(X)[0]
 
 
 def weights_sha256(arrays: list[np.ndarray]) -> str:
@@ -274,8 +341,10 @@ def _stored_names(metadata: ArtifactMetadata, net: Network) -> dict[str, str]:
     return {f"{p}{k}": f"{i}.{p}" for k, i in enumerate(dense) for p in ("W", "b")}
 
 
-def build_metadata(net: Network, name: str, labels: list[str], dataset: dict, **fields) -> ArtifactMetadata:
-    """Return version-2 metadata for ``net`` (architecture, temperature, hash filled in)."""
+def build_metadata(net: Network, name: str, labels: list[str], dataset: dict,
+                   ood_arrays: dict[str, np.ndarray] | None = None, **fields) -> ArtifactMetadata:
+    """Return version-2 metadata for ``net`` (architecture, temperature, hash filled in);
+    the hash covers ``ood_arrays`` too."""
     return ArtifactMetadata(
         name=name,
         created_at=fields.pop("created_at", datetime.now(timezone.utc)),
@@ -283,26 +352,32 @@ def build_metadata(net: Network, name: str, labels: list[str], dataset: dict, **
         labels=list(labels),
         architecture=Architecture(input_shape=net.input_shape, layers=net.spec),
         temperature=net.temperature,
-        weights_sha256=weights_sha256(list(net.arrays().values())),
+        weights_sha256=weights_sha256([*net.arrays().values(), *(ood_arrays or {}).values()]),
         **fields,
     )
 
 
-def save_artifact(path: str | os.PathLike, net: Network, metadata: ArtifactMetadata) -> Path:
-    """Write ``net`` and ``metadata`` to ``path`` atomically; return the path.
+def save_artifact(path: str | os.PathLike, net: Network, metadata: ArtifactMetadata,
+                  ood_arrays: dict[str, np.ndarray] | None = None) -> Path:
+    """Write ``net``, ``metadata`` and the ood method's arrays to ``path`` atomically; return the path.
 
     The file is written to a temporary name in the same directory, flushed to
     disk, then renamed, so a reader sees either nothing or the whole file.
     """
     path = Path(path)
+    ood_arrays = ood_arrays or {}
     if metadata.legacy:
         raise ValueError("save_artifact writes format version 2: build the metadata with build_metadata")
-    if metadata.weights_sha256 != weights_sha256(list(net.arrays().values())):
+    if set(ood_arrays) != set(metadata.ood_array_shapes(net)):
+        raise ValueError(f"the ood method needs arrays {sorted(metadata.ood_array_shapes(net))}, "
+                         f"got {sorted(ood_arrays)}")
+    if metadata.weights_sha256 != weights_sha256([*net.arrays().values(), *ood_arrays.values()]):
         raise ValueError("metadata.weights_sha256 does not match the network's weights")
     if (metadata.architecture.layer_list() != net.spec or metadata.architecture.input_shape != net.input_shape
             or metadata.temperature != net.temperature):
         raise ValueError("metadata architecture/temperature do not match the network")
-    arrays = {name: np.ascontiguousarray(a, dtype="<f4") for name, a in net.arrays().items()}
+    arrays = {name: np.ascontiguousarray(a, dtype="<f4") for name, a in [*net.arrays().items(),
+                                                                        *ood_arrays.items()]}
     arrays["metadata"] = np.array(metadata.model_dump_json())
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -334,24 +409,25 @@ def load_artifact(path: str | os.PathLike) -> LoadedModel:
         arrays whose SHA-256 differs from the recorded one.
     """
     path = Path(path)
-    metadata, net = _open(path, with_arrays=True)
-    return LoadedModel(net=net, metadata=metadata, path=path)
+    metadata, net, ood_arrays = _open(path, with_arrays=True)
+    return LoadedModel(net=net, metadata=metadata, path=path, ood_arrays=ood_arrays)
 
 
-def _open(path: Path, with_arrays: bool = False) -> tuple[ArtifactMetadata, Network | None]:
+def _open(path: Path, with_arrays: bool = False
+          ) -> tuple[ArtifactMetadata, Network | None, dict[str, np.ndarray]]:
     try:
         _check_members(path)
         with np.load(path, allow_pickle=False) as npz:
             metadata = _parse_metadata(npz, path)
             net = metadata.architecture.build(metadata.temperature)
-            names = _stored_names(metadata, net)
+            names = {**_stored_names(metadata, net), **{n: n for n in metadata.ood_array_shapes(net)}}
             unexpected = set(npz.files) - set(names) - {"metadata"}
             missing = [n for n in names if n not in npz.files]
             if unexpected or missing:
                 raise InvalidArtifact(f"{path}: arrays do not match the architecture "
                                       f"(missing {missing}, unexpected {sorted(unexpected)})")
             if not with_arrays:
-                return metadata, None
+                return metadata, None, {}
             arrays = {stored: npz[stored] for stored in names}
     except InvalidArtifact:
         raise
@@ -361,8 +437,9 @@ def _open(path: Path, with_arrays: bool = False) -> tuple[ArtifactMetadata, Netw
         # allow_pickle=False turns a pickled member into a ValueError here.
         raise InvalidArtifact(f"{path}: unreadable artifact ({type(exc).__name__}: {exc})") from None
     _check_arrays(path, metadata, net, names, arrays)
-    net.set_arrays({names[stored]: a for stored, a in arrays.items()})
-    return metadata, net
+    ood_names = set(metadata.ood_array_shapes(net))
+    net.set_arrays({names[stored]: a for stored, a in arrays.items() if stored not in ood_names})
+    return metadata, net, {n: arrays[n].astype(np.float64) for n in ood_names}
 
 
 def _check_members(path: Path) -> None:
@@ -392,7 +469,7 @@ def _parse_metadata(npz, path: Path) -> ArtifactMetadata:
 def _check_arrays(path: Path, metadata: ArtifactMetadata, net: Network, names: dict[str, str],
                   arrays: dict[str, np.ndarray]) -> None:
     """Check every array's dtype, shape (from the architecture), values and the hash over all."""
-    expected = net.array_shapes()
+    expected = {**net.array_shapes(), **metadata.ood_array_shapes(net)}
     for stored, a in arrays.items():
         if a.dtype != np.float32:
             raise InvalidArtifact(f"{path}: {stored} has dtype {a.dtype}, expected float32")
@@ -404,6 +481,8 @@ def _check_arrays(path: Path, metadata: ArtifactMetadata, net: Network, names: d
             raise InvalidArtifact(f"{path}: {stored} contains NaN or infinite values")
         if stored.endswith("running_var") and (a < 0).any():
             raise InvalidArtifact(f"{path}: {stored} has negative variances")
+        if stored == "ood.precision" and not np.allclose(a, a.T, rtol=1e-4, atol=1e-6):
+            raise InvalidArtifact(f"{path}: {stored} is not symmetric")
     digest = weights_sha256(list(arrays.values()))
     if digest != metadata.weights_sha256:
         raise InvalidArtifact(f"{path}: weights SHA-256 {digest} does not match the recorded "

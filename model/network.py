@@ -302,5 +302,22 @@ class Network:
         """Return the predicted class index for each row, shape (n,)."""
         return self.logits(X).argmax(axis=1)
 
+    def logits_and_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (logits (n, k), the last layer's inputs (n, d)) from one pass, fresh arrays.
+
+        The features are what a Mahalanobis score compares (``ood.py``).
+        """
+        X = self._batch(X)
+        n, step = X.shape[0], self.infer_batch
+        logits = np.empty((n, self.n_outputs), dtype=self.dtype)
+        features = np.empty((n, int(np.prod(self.shapes[-1]))), dtype=self.dtype)
+        for start in range(0, n, step):
+            h = X[start:start + step]
+            for layer in self.layers[:-1]:
+                h = layer.forward(h, False)
+            features[start:start + step] = h
+            logits[start:start + step] = self.layers[-1].forward(h, False)
+        return logits, features
+
     def __repr__(self) -> str:
         return f"Network({self.input_shape}, {self.describe()}, {self.n_params:,} params)"

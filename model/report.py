@@ -125,6 +125,15 @@ def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
     independent = getattr(m, "independent", None)
     if independent:
         lines += _independent_section(independent)
+    if meta.ood is not None:
+        lines += _digit_score_section(meta, getattr(m, "notdigits", None))
+    feedback = getattr(m, "feedback", None)
+    if feedback:
+        lines += ["## Feedback from users", "",
+                  f"{feedback['entries']} entries: {feedback['trained']} trained on, {feedback['heldout']} held out.",
+                  "", "| held-out feedback | accuracy |", "| --- | --- |",
+                  f"| this version | {_pct(feedback.get('heldout_accuracy'))} |",
+                  f"| the versions that answered them | {_pct(feedback.get('heldout_accuracy_before'))} |", ""]
     lines += ["## Training", ""]
     if "command" in t:
         lines += ["```", str(t["command"]), "```", ""]
@@ -168,3 +177,45 @@ def _independent_section(report: dict) -> list[str]:
         for kind in kinds:
             lines.append(f"| {kind} | " + " | ".join(_pct(r["uploads"]["by_kind"][kind]) for _, r in rows) + " |")
     return lines + [""]
+
+
+METHOD_NAMES = {"msp": "maximum softmax probability (baseline)", "energy": "energy (log-sum-exp of the logits)",
+                "mahalanobis": "Mahalanobis distance of the penultimate features",
+                "outlier": "outlier exposure: p(a digit) from the 'not a digit' output"}
+
+
+def _digit_score_section(meta: ArtifactMetadata, notdigits: dict | None) -> list[str]:
+    """Return the model card's section on the digit score: the methods compared, the one kept,
+    its thresholds and what they do on digits and not-digits sent as uploads."""
+    ood = meta.ood
+    families = [k[len("auroc_"):] for k in ood.comparison[0] if k.startswith("auroc_")] if ood.comparison else []
+    lines = ["## Is it a digit? (digit_score and verdict)", "",
+             f"Kept: **{ood.method}**, `digit_score = sigmoid({ood.platt[0]:.4g} * raw + {ood.platt[1]:.4g})`; "
+             f"verdict `not_a_digit` below {ood.thresholds.not_a_digit_below:.4f}, else `uncertain` when the top "
+             f"probability is below {ood.thresholds.uncertain_below:.4f}. Chosen on validation data (MNIST's "
+             "validation split as it is and restyled, freshly drawn digits; drawn not-digits, Fashion-MNIST "
+             "training images kept out of training, pairs of validation digits).", "",
+             "AUROC (digits against not-digits) of each method on that validation data:", "",
+             "| method | AUROC | FPR at 95% TPR | " + " | ".join(families) + " |",
+             "| --- | --- | --- |" + " --- |" * len(families)]
+    for row in ood.comparison:
+        lines.append(f"| {METHOD_NAMES.get(row['method'], row['method'])} | {row['auroc']:.4f} | "
+                     f"{_pct(row['fpr_at_95_tpr'])} | " + " | ".join(f"{row['auroc_' + f]:.4f}" for f in families)
+                     + " |")
+    lines.append("")
+    if notdigits:
+        fams = list(notdigits["auroc_by_family"])
+        lines += ["Evaluation only (`evaluation/notdigits.py`: families drawn unlike any training example, "
+                  "Fashion-MNIST's test split; every image sent as uploads of every kind through the service's "
+                  "preprocessing):", "",
+                  "| method | AUROC | " + " | ".join(fams) + " |", "| --- | --- |" + " --- |" * len(fams)]
+        for method, r in notdigits.get("methods", {}).items():
+            lines.append(f"| {METHOD_NAMES.get(method, method)} | {r['auroc']:.4f} | "
+                         + " | ".join(f"{r['auroc_by_family'][f]:.4f}" for f in fams) + " |")
+        lines += ["", "| with the verdicts | value |", "| --- | --- |",
+                  f"| false rejects, MNIST test | {_pct(notdigits['false_reject_mnist'])} |",
+                  f"| false rejects, other handwriting | {_pct(notdigits['false_reject_other'])} |",
+                  f"| not-digits answered `digit` | {_pct(notdigits['notdigits_answered_digit'])} |",
+                  f"| other handwriting answered `digit` | {_pct(notdigits['answered_digit_other'])} |",
+                  f"| accuracy of those | {_pct(notdigits['accuracy_when_digit_other'])} |", ""]
+    return lines

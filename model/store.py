@@ -11,9 +11,12 @@ Layout (after TensorFlow Serving's numbered version directories)::
           curves.png  confusion.png
         2/
         pin.json              optional: {"version": "1"}; absent = follow newest
+        rollout.json          optional: {"shadow": "3", "canary": {"version": "3", "percent": 10}}
 
-"Newest" is the highest number; "list" is a directory listing; "pin" is one
-small file, replaced atomically, so every process and every restart agrees.
+"Newest" is the highest number; "list" is a directory listing; "pin" and
+"rollout" (the shadow and canary versions) are small files, replaced
+atomically, so every process, every replica on a shared volume and every
+restart agrees.
 A version is published by writing everything into a hidden temporary
 directory and renaming it to its number in one step: readers never see a
 half-written version, and a failed write leaves only a hidden directory that
@@ -22,6 +25,7 @@ readers ignore and the next publish cleans up.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -36,12 +40,14 @@ __all__ = [
     "ARTIFACT_FILE",
     "LATEST",
     "ArtifactStore",
+    "StoreReadOnly",
     "VersionNotFound",
     "VersionEntry",
 ]
 
 ARTIFACT_FILE = "model.npz"
 PIN_FILE = "pin.json"
+ROLLOUT_FILE = "rollout.json"
 LATEST = "latest"
 _VERSION_RE = re.compile(r"^[1-9][0-9]{0,17}$")
 _STALE_TMP_SECONDS = 24 * 3600
@@ -49,6 +55,14 @@ _STALE_TMP_SECONDS = 24 * 3600
 
 class VersionNotFound(LookupError):
     """No valid-looking version directory with that name exists."""
+
+
+class StoreReadOnly(OSError):
+    """The artifacts directory cannot be written (a read-only mount): pins and rollouts are
+    fixed by whoever deployed it."""
+
+
+_READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 @dataclass(frozen=True)
@@ -126,26 +140,82 @@ class ArtifactStore:
         version = data.get("version") if isinstance(data, dict) else None
         return version if isinstance(version, str) and is_version(version) else None
 
+    def rollout(self) -> dict:
+        """Return the rollout state: ``{"shadow": version or None, "canary": {"version",
+        "percent"} or None, "offered": the newest version a staged rollout has made the
+        shadow, or None}`` (an unreadable or malformed file counts as no rollout)."""
+        state = {"shadow": None, "canary": None, "offered": None}
+        try:
+            data = json.loads((self.dir / ROLLOUT_FILE).read_text())
+        except (OSError, ValueError):
+            return state
+        if not isinstance(data, dict):
+            return state
+        shadow = data.get("shadow")
+        if isinstance(shadow, str) and is_version(shadow):
+            state["shadow"] = shadow
+        canary = data.get("canary")
+        if isinstance(canary, dict) and isinstance(canary.get("version"), str) and is_version(canary["version"]):
+            percent = canary.get("percent")
+            if isinstance(percent, (int, float)) and 0 <= percent <= 100:
+                state["canary"] = {"version": canary["version"], "percent": float(percent)}
+        offered = data.get("offered")
+        if isinstance(offered, str) and is_version(offered):
+            state["offered"] = offered
+        return state
+
     # -- writing ------------------------------------------------------------
+
+    def _write_json(self, name: str, data: dict) -> None:
+        """Replace ``name`` in the model's directory with ``data``, atomically and durably.
+
+        Raises ``StoreReadOnly`` when the directory cannot be written.
+        """
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.", suffix=".tmp")
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS:
+                raise StoreReadOnly(exc.errno, f"{self.dir} is read-only: {name} cannot be written; "
+                                               "the deployment fixes which version is served") from None
+            raise
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.dir / name)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def pin(self, version: str | None) -> None:
         """Pin ``version`` (after checking it exists), or unpin with None / 'latest'."""
         path = self.dir / PIN_FILE
         if version is None or version == LATEST:
-            path.unlink(missing_ok=True)
+            self._remove(path)
             return
         self.get(version)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".pin.", suffix=".tmp")
+        self._write_json(PIN_FILE, {"version": version, "pinned_at": time.time()})
+
+    def _remove(self, path: Path) -> None:
         try:
-            with os.fdopen(fd, "w") as f:
-                json.dump({"version": version, "pinned_at": time.time()}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            if exc.errno in _READ_ONLY_ERRNOS:
+                raise StoreReadOnly(exc.errno, f"{self.dir} is read-only: {path.name} cannot be removed") from None
             raise
+
+    def set_rollout(self, shadow: str | None, canary: dict | None, offered: str | None = None) -> None:
+        """Write the rollout state (versions checked to exist); all None removes it."""
+        for version in (shadow, canary and canary["version"]):
+            if version is not None:
+                self.get(version)
+        if shadow is None and canary is None and offered is None:
+            self._remove(self.dir / ROLLOUT_FILE)
+            return
+        self._write_json(ROLLOUT_FILE, {"shadow": shadow, "canary": canary, "offered": offered,
+                                        "changed_at": time.time()})
 
     def publish(self, write: Callable[[Path], None]) -> VersionEntry:
         """Publish a new version whose files ``write(directory)`` creates.

@@ -80,13 +80,15 @@ class TrainResult:
     seconds: float
 
 
-def evaluate(net: Network, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
-             ) -> tuple[float, float, np.ndarray]:
-    """Return (mean NLL, accuracy, uncalibrated logits (n, k)) of ``net`` on uint8 images."""
+def evaluate(net: Network, images: np.ndarray, labels: np.ndarray, n_classes: int | None = None,
+             batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
+    """Return (mean NLL, accuracy, uncalibrated logits (n, k)) of ``net`` on uint8 images,
+    over its first ``n_classes`` outputs (default: all; a "not a digit" output is left out)."""
+    k = n_classes or net.n_outputs
     chunks = []
     for start in range(0, len(images), batch_size):
-        chunks.append(net.logits(scale_pixels(images[start:start + batch_size])))
-    logits = np.concatenate(chunks) if chunks else np.zeros((0, net.n_outputs), np.float32)
+        chunks.append(net.logits(scale_pixels(images[start:start + batch_size]))[:, :k])
+    logits = np.concatenate(chunks) if chunks else np.zeros((0, k), np.float32)
     log_probs = log_softmax(logits.astype(np.float64))
     loss = float(-log_probs[np.arange(len(labels)), labels].mean())
     accuracy = float((logits.argmax(axis=1) == labels).mean())

@@ -16,24 +16,7 @@ from model.data import load_dataset, scale_pixels
 from model.mnistform import CENTRE, centre, fit_box, to_mnist_form
 from model.strokes import ALLOGRAPHS, ALLOGRAPH_NAMES, draw, edit_mnist, extend_training_set, synthesize
 
-from conftest import REPO, SHARED_DATASETS, bundled_model
-
-SHEETS = REPO / "tests" / "out" / "contact-sheets"
-
-
-def write_sheet(name: str, images: np.ndarray, labels: np.ndarray, per_row: int = 12) -> None:
-    """Write images as a grid, one row per label (as many as there are, up to ``per_row``)."""
-    rows = []
-    for label in sorted(set(labels.tolist())):
-        row = [np.pad(np.clip(im, 0, 255).astype(np.uint8), 1, constant_values=70)
-               for im in images[labels == label][:per_row]]
-        row += [np.full((30, 30), 70, np.uint8)] * (per_row - len(row))
-        rows.append(np.concatenate(row, axis=1))
-    SHEETS.mkdir(parents=True, exist_ok=True)
-    sheet = np.concatenate(rows, axis=0)
-    Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(
-        SHEETS / f"{name.replace('/', '-')}.png")
-
+from conftest import SHARED_DATASETS, bundled_model, write_sheet
 
 def mass_centre(digit: np.ndarray) -> tuple[float, float]:
     ys, xs = np.mgrid[0:28, 0:28]

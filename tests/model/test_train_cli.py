@@ -95,14 +95,16 @@ def test_augmentation_defaults_follow_the_dataset_and_recipe():
     config = train.augment_config(train.train_parser().parse_args([]))  # the CNN recipe: styles
     assert config.coarse > 0 and config.nib > 0 and config.shear == 0.3
     fashion = train.train_parser().parse_args(["--dataset", "fashion-mnist"])
-    assert train.recipe_value(fashion, "synthetic") == 0 and train.recipe_value(fashion, "epochs") == 15
+    assert train.recipe_value(fashion, "synthetic") == 0 and train.recipe_value(fashion, "epochs") == train.recipe_value(train.train_parser().parse_args([]), "epochs")
 
 
 def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys):
     directory, real = mnist_source
-    args = ["--data-dir", str(directory), "--out", str(tmp_path / "artifacts"), "--epochs", "2",
-            "--filters", "4,8", "--kernels", "5,3", "--dense", "16", "--train-size", "1500",
-            "--val-size", "500", "--synthetic", "100", "--batch-size", "50", "--quiet", "--independent", "0",
+    # The shared folder also holds Fashion-MNIST, whose clothes are examples of "not a digit".
+    args = ["--data-dir", str(directory.parent if real else directory), "--out", str(tmp_path / "artifacts"),
+            "--epochs", "2", "--filters", "4,8", "--kernels", "5,3", "--dense", "16", "--train-size", "1500",
+            "--val-size", "500", "--synthetic", "100", "--negatives", "60", "--pairs", "20",
+            "--clothes", "40" if real else "0", "--batch-size", "50", "--quiet", "--independent", "0",
             "--no-plots"] + ([] if real else ["--no-verify"])
     assert train.main(args) == 0
     out = capsys.readouterr().out
@@ -112,8 +114,11 @@ def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys)
     config = loaded.metadata.training["config"]
     assert config["arch"] == "cnn" and config["filters"] == [4, 8] and config["synthetic"] == 100
     assert loaded.metadata.training["training_set"]["synthetic"] == 100
-    assert loaded.metadata.dataset.train_size == 1500 + 100 + loaded.metadata.training["training_set"]["edited"]
+    added = loaded.metadata.training["training_set"]
+    assert added["not_digits"] == 60 + 20 + (40 if real else 0)
+    assert loaded.metadata.dataset.train_size == 1500 + 100 + added["edited"] + added["not_digits"]
     assert loaded.metadata.metrics.test_accuracy > 0.3  # learns (chance: 0.1); test_training checks more
+    assert loaded.metadata.ood is not None and len(loaded.labels) == 10
 
 
 @pytest.mark.parametrize("bad", [["--hidden", "a,b"], ["--epochs", "0"], ["--dataset", "cifar"],
@@ -122,3 +127,25 @@ def test_bad_flags_exit_with_usage(bad):
     with pytest.raises(SystemExit) as info:
         train.main(bad)
     assert info.value.code == 2
+
+
+def test_feedback_is_folded_into_training_and_held_out_feedback_reported(cli_args, tmp_path, capsys):
+    from PIL import Image
+
+    from conftest import RESOURCES
+    from model.feedback import FeedbackStore
+
+    store = FeedbackStore(tmp_path / "feedback", 1000, 10**8)
+    for path in sorted(RESOURCES.glob("mnist_test_*_label*.png")) * 2:
+        store.add(np.asarray(Image.open(path)), int(path.stem.rsplit("label", 1)[1]), "1", 0)
+    (tmp_path / "feedback" / "0000000000000-corrupt.json").write_text("{")
+    assert train.main(cli_args + ["--feedback", str(tmp_path / "feedback"), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "20 entries, 16 trained on, 4 held out" in out
+    version_dir = tmp_path / "artifacts" / "mnist" / "1"
+    feedback = load_artifact(version_dir / "model.npz").metadata.metrics.feedback
+    assert feedback["entries"] == 20 and feedback["heldout"] == 4 and 0 <= feedback["heldout_accuracy"] <= 1
+    # Every entry was stored as predicted 0 by version 1: right only for the held-out 0s.
+    heldout_zeros = feedback["heldout_accuracy_before"] * 4
+    assert heldout_zeros == pytest.approx(round(heldout_zeros))
+    assert "## Feedback from users" in (version_dir / "model-card.md").read_text()
