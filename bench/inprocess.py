@@ -3,9 +3,12 @@
     python -m bench.inprocess [--artifact artifacts/mnist/2/model.npz]   (default: the newest bundled)
 
 Prints the median and p90 time per call for each payload type (a 28x28 MNIST
-PNG, a 280x280 canvas PNG with alpha, a 1-megapixel JPEG photo), the forward
-pass for batch 1 and 256, and JSON encoding of a prediction response. Each
-measurement rotates among distinct images, so no cache could help.
+PNG, a 280x280 canvas PNG with alpha, a 1-megapixel JPEG photo) through
+preprocessing and through the served prediction (probabilities and digit
+score, ``LoadedModel.predict``), reading a 4-digit number from a 1-megapixel
+phone photo (``service.numbers``), the forward pass for batch 1 and 256, and
+JSON encoding of a prediction response. Each measurement rotates among
+distinct images, so no cache could help.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 
 import numpy as np
 
+from evaluation.numbers import reader_for
 from model.artifact import load_artifact
 from model.data import scale_pixels
 from model.store import ArtifactStore
@@ -36,6 +40,21 @@ def timeit(fn, items, repeat: int = 5) -> tuple[float, float]:
     return float(np.median(times)), float(np.percentile(times, 90))
 
 
+def _number_photos(n: int = 12) -> list[bytes]:
+    """Return ``n`` phone photos (1155x866 JPEG) of 4-digit numbers written with MNIST test digits."""
+    from evaluation.numbers import compose, photo
+    from model.data import load_dataset
+
+    mnist = load_dataset("mnist", REPO.parent / "shared" / "datasets", download=False, progress=False)
+    rng = np.random.default_rng(0)
+    out = []
+    for _ in range(n):
+        pick = rng.choice(len(mnist.test_images), 4, replace=False)
+        number = compose(list(mnist.test_images[pick]), list(mnist.test_labels[pick]), rng, touching=False)
+        out.append(photo(number, rng, size=(1155, 866)))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", default=str(ArtifactStore(REPO / "artifacts", "mnist").latest().path))
@@ -49,20 +68,21 @@ def main(argv: list[str] | None = None) -> None:
     for kind, items in payloads().items():
         rows.append((f"decode+preprocess {kind}", *timeit(preprocess, items)))
         rows.append((f"decode+preprocess+infer {kind}",
-                     *timeit(lambda b: net.predict_proba(scale_pixels(preprocess(b)[None])), items)))
+                     *timeit(lambda b: model.predict(scale_pixels(preprocess(b)[None])), items)))
+    rows.append(("read a 4-digit number, 1-MP photo JPEG", *timeit(reader_for(model), _number_photos())))
     rng = np.random.default_rng(0)
     one = [rng.random((1, 784), dtype=np.float32) for _ in range(64)]
     many = [rng.random((256, 784), dtype=np.float32) for _ in range(8)]
     rows.append(("forward batch 1", *timeit(net.predict_proba, one)))
     median256, p90_256 = timeit(net.predict_proba, many)
     rows.append(("forward batch 256", median256, p90_256))
-    probs = net.predict_proba(one[0])[0]
+    probs = model.predict(one[0])[0][0]
     import orjson
     rows.append(("JSON encode prediction (orjson)",
-                 *timeit(lambda p: orjson.dumps(prediction_body(p, labels, ref)), [probs] * 64)))
+                 *timeit(lambda p: orjson.dumps(prediction_body(p, labels, ref, 0.99, "digit")), [probs] * 64)))
     import json
     rows.append(("JSON encode prediction (stdlib json)",
-                 *timeit(lambda p: json.dumps(prediction_body(p, labels, ref)), [probs] * 64)))
+                 *timeit(lambda p: json.dumps(prediction_body(p, labels, ref, 0.99, "digit")), [probs] * 64)))
     width = max(len(r[0]) for r in rows)
     print(f"{'measurement':<{width}}  {'median':>10}  {'p90':>10}")
     for name, median, p90 in rows:

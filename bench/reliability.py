@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import signal
 import sys
 
 from tests.system.loadgen import ensure_wrk
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", choices=["load", "soak", "kill", "overload", "all"])
     parser.add_argument("--seconds", type=float)
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM (or SIGINT, which a background job ignores): still stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
     scenario = Scenario()
     try:

@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import sys
 from datetime import datetime, timezone
@@ -47,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="bundled version every server serves (1: the MLP; the newest: the default CNN)")
     parser.add_argument("--no-reference", action="store_true")
     args = parser.parse_args(argv)
+    # Stopped with SIGTERM (or SIGINT, which a background job ignores): still stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
     cells = [c for c in CELLS if c.name in args.cells.split(",")]
     connections = [int(c) for c in args.connections.split(",")]

@@ -5,8 +5,9 @@
 ``create_app`` reads ``Settings`` from the environment unless a test passes
 its own, copies what Flask needs into ``app.config``, then wires each
 concern with its ``init_app``: JSON errors, request bookkeeping (request id,
-headers, access log, metrics), admission control, the model registry (loads
-the first model, starts polling), and the blueprints. Every request is
+trace context, headers, access log, metrics), optional span export, admission control, the model registry (loads
+the first model, starts polling; its shadow version feeds ``shadow``), the
+feedback store, and the blueprints. Every request is
 answered by a Flask view; there is no other path.
 """
 
@@ -50,9 +51,10 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
         clear message on invalid values when run under gunicorn).
     poll : start the background thread that follows new and pinned versions.
     """
+    from model.feedback import FeedbackStore
     from model.store import ArtifactStore
 
-    from . import admission, errors, ops, registry, requestlog, ui, v1, v2
+    from . import admission, errors, ops, registry, requestlog, shadow, tracing, ui, v1, v2
     from .logs import configure_logging
     from .settings import load_settings
 
@@ -67,9 +69,13 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     )
     errors.init_app(app)
     requestlog.init_app(app)  # first: every answer, a shed one included, gets its id and log line
+    tracing.init_app(app)  # after requestlog: its span continues the traceparent requestlog accepted
     admission.init_app(app)
-    registry.init_app(app, ArtifactStore(settings.artifacts_dir, settings.model_name),
-                      settings.poll_interval if poll else None)
+    models = registry.init_app(app, ArtifactStore(settings.artifacts_dir, settings.model_name),
+                               settings.poll_interval if poll else None, settings.rollout_policy)
+    shadow.configure(models.shadow, settings.shadow_sample)
+    app.extensions["feedback"] = FeedbackStore(settings.feedback_dir, settings.feedback_max_entries,
+                                               settings.feedback_max_bytes)
     app.register_blueprint(v1.bp)
     app.register_blueprint(v2.bp)
     app.register_blueprint(ops.bp)

@@ -33,7 +33,7 @@ from .errors import ServiceError
 __all__ = ["Overloaded", "PREDICTION_ENDPOINTS", "init_app", "waited"]
 
 # The routes that do inference work: the ones worth shedding.
-PREDICTION_ENDPOINTS = frozenset({"v1.predict", "v1.predict_batch", "v2.infer"})
+PREDICTION_ENDPOINTS = frozenset({"v1.predict", "v1.predict_batch", "v1.read_number", "v2.infer"})
 HEADER = "X-Request-Start"
 RETRY_AFTER = "1"
 

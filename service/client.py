@@ -1,6 +1,7 @@
 """A small client for the service, built on requests, and a CLI on top of it.
 
     python -m service.client predict digit.png photo.jpg [--url URL] [--json]
+    python -m service.client read postcode.jpg          # a whole number per image
     python -m service.client models [--url URL]
     python -m service.client pin 3 [--token TOKEN]     # or: pin latest
 
@@ -9,6 +10,7 @@ From Python::
     from service.client import Client
     client = Client("http://localhost:8000")
     client.predict("digit.png")["label"]
+    client.read("meter.jpg")["text"]
 
 Every failure raises ``ClientError``: ``Unreachable`` when no server answers
 (connection refused, DNS, timeout), otherwise the server's JSON error with its
@@ -101,6 +103,11 @@ class Client:
         files = [("images", _read(image)) for image in images]
         return self._request("POST", "/v1/predict/batch", files=files)["predictions"]
 
+    def read(self, image: ImageInput) -> dict:
+        """Return the number read from one image of several digits: text, confidence, digits, marks."""
+        name, data = _read(image)
+        return self._request("POST", "/v1/read", files={"image": (name, data)})
+
     def models(self) -> dict:
         """Return the active model, every version and the load errors."""
         return self._request("GET", "/v1/models")
@@ -141,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     predict = commands.add_parser("predict", help="classify image files (several go in one batch)")
     predict.add_argument("images", nargs="+", type=Path)
+    read = commands.add_parser("read", help="read the whole number written in each image file")
+    read.add_argument("images", nargs="+", type=Path)
     commands.add_parser("models", help="show the active model, versions and load errors")
     pin = commands.add_parser("pin", help="pin a version, or 'latest' to follow the newest")
     pin.add_argument("version")
@@ -161,6 +170,32 @@ def _print_predictions(files: list[Path], predictions: list[dict]) -> int:
     return 1 if failed else 0
 
 
+def _read_numbers(client: Client, files: list[Path], as_json: bool) -> int:
+    """Read each file's number; print one line per file (or the JSON answers)."""
+    failed, answers = 0, []
+    width = max(len(str(f)) for f in files)
+    for path in files:
+        try:
+            answer = client.read(path)
+        except ClientError as exc:
+            if isinstance(exc, Unreachable):
+                raise
+            failed += 1
+            answers.append({"error": exc.message, "status": exc.status, "code": exc.code})
+            if not as_json:
+                print(f"{str(path):<{width}}  error ({exc.status} {exc.code}): {exc.message}")
+            continue
+        answers.append(answer)
+        if not as_json:
+            unsure = [d["label"] for d in answer["digits"] if d["verdict"] != "digit"]
+            print(f"{str(path):<{width}}  {answer['text']:>8}  {100 * answer['confidence']:6.2f}%"
+                  + (f"  (unsure of {', '.join(unsure)})" if unsure else "")
+                  + (f"  ({len(answer['marks'])} marks left out)" if answer["marks"] else ""))
+    if as_json:
+        print(json.dumps(answers, indent=2))
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     token = getattr(args, "token", None) or os.environ.get("ADMIN_TOKEN")
@@ -175,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(answers, indent=2))
                 return 1 if any("error" in a for a in answers) else 0
             return _print_predictions(args.images, answers)
+        if args.command == "read":
+            return _read_numbers(client, args.images, args.json)
         if args.command == "models":
             info = client.models()
             if args.json:

@@ -14,7 +14,8 @@ from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from model.artifact import InvalidArtifact
-from model.store import VersionNotFound
+from model.feedback import FeedbackFull, FeedbackReadOnly
+from model.store import StoreReadOnly, VersionNotFound
 
 from .preprocessing import ImageError
 
@@ -27,6 +28,8 @@ __all__ = [
     "PayloadTooLarge",
     "ServiceError",
     "Unauthorized",
+    "ReadOnly",
+    "StorageFull",
     "UnsupportedMediaType",
     "DOMAIN_ERRORS",
     "error_body",
@@ -86,6 +89,16 @@ class InvalidModel(ServiceError):
     code = "invalid_artifact"
 
 
+class ReadOnly(ServiceError):
+    status_code = 409
+    code = "read_only"
+
+
+class StorageFull(ServiceError):
+    status_code = 507
+    code = "feedback_store_full"
+
+
 class NoModelReady(ServiceError):
     status_code = 503
     code = "model_not_ready"
@@ -121,6 +134,9 @@ def _service_error(exc: ServiceError):
 DOMAIN_ERRORS: dict[type[Exception], type[ServiceError]] = {
     VersionNotFound: ModelNotFound,  # 404: no such model version
     InvalidArtifact: InvalidModel,  # 422: the version exists but fails validation
+    StoreReadOnly: ReadOnly,  # 409: pins and rollouts cannot be written (read-only artifacts)
+    FeedbackFull: StorageFull,  # 507: the feedback store is at its bound
+    FeedbackReadOnly: ReadOnly,  # 409: feedback cannot be written here
 }
 
 

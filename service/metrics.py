@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest, multiprocess, values)
 
@@ -28,7 +30,21 @@ __all__ = [
     "PREDICTIONS",
     "REQUESTS",
     "SHED",
+    "ANSWERS",
+    "FEEDBACK",
+    "CONFIDENCE",
+    "DIGIT_SCORE",
+    "INK",
+    "READ_DIGITS",
+    "SHADOW_COMPARISONS",
+    "SHADOW_CONFUSIONS",
+    "SHADOW_DROPPED",
+    "VERDICTS",
     "predictions_done",
+    "answers_given",
+    "read_done",
+    "shadow_compared",
+    "shadow_stats",
     "render",
     "request_done",
 ]
@@ -48,6 +64,28 @@ LATENCY = Histogram("mnist_http_request_duration_seconds", "Request latency by e
 PREDICTIONS = Counter("mnist_predictions_total", "Images classified, by model version.", ["version"])
 IMAGES = Counter("mnist_image_errors_total", "Uploads rejected by preprocessing, by error code.",
                  ["code"])
+VERDICTS = Counter("mnist_verdicts_total", "Answers by verdict: digit, uncertain, not_a_digit.", ["verdict"])
+READ_DIGITS = Histogram("mnist_read_digits", "Digits per number read by /v1/read (the count is reads).",
+                        buckets=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32))
+# Drift signals: what is answered, how surely, and what the inputs look like.
+ANSWERS = Counter("mnist_answers_total", "Answers by predicted class.", ["predicted"])
+_SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
+CONFIDENCE = Histogram("mnist_confidence", "Probability of the answered class (a sample of each request's "
+                       "rows).", buckets=_SHARE_BUCKETS)
+DIGIT_SCORE = Histogram("mnist_digit_score", "digit_score of the answers (a sample of each request's rows).",
+                        buckets=(0.01, 0.05, *_SHARE_BUCKETS))
+INK = Histogram("mnist_input_ink_fraction", "Share of the 28x28 input's pixels above half intensity (a "
+                "sample of each request's rows).", buckets=(0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.25,
+                                                            0.3, 0.4, 0.6))
+DRIFT_ROWS = 16  # rows of a request observed in the histograms (a batch's are sampled evenly)
+SHADOW_COMPARISONS = Counter("mnist_shadow_comparisons_total", "Shadow-version predictions compared with "
+                             "the answers given, by shadow version and result (agree, disagree).",
+                             ["version", "result"])
+SHADOW_CONFUSIONS = Counter("mnist_shadow_confusions_total", "Disagreements of the shadow version: the class "
+                            "answered and the shadow's.", ["version", "answered", "shadow"])
+SHADOW_DROPPED = Counter("mnist_shadow_dropped_total", "Comparisons skipped because the shadow fell behind.")
+FEEDBACK = Counter("mnist_feedback_total", "Feedback entries stored, by whether the served version "
+                   "agreed with the label sent.", ["agrees"])
 SHED = Counter("mnist_shed_requests_total",
                "Prediction requests answered 503 because they waited longer than QUEUE_TIMEOUT.")
 MODEL_LOADS = Counter("mnist_model_loads_total", "Model version loads by result.", ["result"])
@@ -59,6 +97,7 @@ ACTIVE_VERSION = Gauge("mnist_model_active_version", "Version served by each wor
 # precedes, on every request. (prometheus-client keeps every child anyway.)
 _request_children: dict[tuple[str, str, int], tuple] = {}
 _prediction_children: dict[str, object] = {}
+_verdict_children: dict[str, object] = {}
 
 
 def request_done(endpoint: str, method: str, status: int, elapsed: float) -> None:
@@ -73,18 +112,90 @@ def request_done(endpoint: str, method: str, status: int, elapsed: float) -> Non
     children[1].observe(elapsed)
 
 
-def predictions_done(version: str, n: int = 1) -> None:
-    """Count ``n`` images classified by model ``version``."""
+def predictions_done(version: str, n: int = 1, verdicts: list[str] | None = None) -> None:
+    """Count ``n`` images classified by model ``version``, and their verdicts."""
     child = _prediction_children.get(version)
     if child is None:
         child = _prediction_children[version] = PREDICTIONS.labels(version=version)
     child.inc(n)
+    for verdict in set(verdicts or ()):
+        counter = _verdict_children.get(verdict)
+        if counter is None:
+            counter = _verdict_children[verdict] = VERDICTS.labels(verdict=verdict)
+        counter.inc(verdicts.count(verdict) if len(verdicts) > 1 else 1)
+
+
+_answer_children: dict[int, object] = {}
+
+
+def answers_given(X: np.ndarray, probs: np.ndarray, scores: np.ndarray) -> None:
+    """Count answers by class and observe the drift histograms on up to ``DRIFT_ROWS`` rows."""
+    top = probs.argmax(axis=1)
+    for k, n in zip(*np.unique(top, return_counts=True)):
+        child = _answer_children.get(int(k))
+        if child is None:
+            child = _answer_children[int(k)] = ANSWERS.labels(predicted=str(int(k)))
+        child.inc(int(n))
+    n = len(top)
+    rows = np.arange(n) if n <= DRIFT_ROWS else np.linspace(0, n - 1, DRIFT_ROWS).astype(int)
+    confidence = probs[rows, top[rows]]
+    ink = (X[rows] > 0.5).mean(axis=1)
+    for c, s, i in zip(confidence.tolist(), scores[rows].tolist(), ink.tolist()):
+        CONFIDENCE.observe(c)
+        DIGIT_SCORE.observe(s)
+        INK.observe(i)
+
+
+def shadow_compared(version: str, answered: np.ndarray, shadow: np.ndarray) -> None:
+    """Count the shadow ``version``'s agreements and confusions with the classes answered."""
+    agree = int((answered == shadow).sum())
+    if agree:
+        SHADOW_COMPARISONS.labels(version=version, result="agree").inc(agree)
+    if agree < len(answered):
+        SHADOW_COMPARISONS.labels(version=version, result="disagree").inc(len(answered) - agree)
+        pairs, counts = np.unique(np.stack([answered, shadow], axis=1)[answered != shadow], axis=0,
+                                  return_counts=True)
+        for (a, b), n in zip(pairs.tolist(), counts.tolist()):
+            SHADOW_CONFUSIONS.labels(version=version, answered=str(a), shadow=str(b)).inc(n)
+
+
+def _registry():
+    """Return the registry holding every worker's values (merged in multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+    return REGISTRY
+
+
+def shadow_stats(version: str, top: int = 5) -> dict:
+    """Return the shadow ``version``'s comparisons so far, summed over the workers:
+    compared, agreed, disagreement rate and the most frequent confusions."""
+    compared = agreed = 0
+    confusions: dict[tuple[str, str], float] = {}
+    for family in _registry().collect():
+        if family.name not in ("mnist_shadow_comparisons", "mnist_shadow_confusions"):
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total") or sample.labels.get("version") != version:
+                continue
+            if family.name == "mnist_shadow_comparisons":
+                compared += sample.value
+                agreed += sample.value if sample.labels["result"] == "agree" else 0
+            else:
+                key = (sample.labels["answered"], sample.labels["shadow"])
+                confusions[key] = confusions.get(key, 0) + sample.value
+    ranked = sorted(confusions.items(), key=lambda kv: -kv[1])[:top]
+    return {"version": version, "compared": int(compared), "agreed": int(agreed),
+            "disagreement_rate": (compared - agreed) / compared if compared else None,
+            "top_confusions": [{"answered": a, "shadow": b, "count": int(n)} for (a, b), n in ranked]}
+
+
+def read_done(n_digits: int) -> None:
+    """Count one number read, of ``n_digits`` digits."""
+    READ_DIGITS.observe(n_digits)
 
 
 def render() -> tuple[bytes, str]:
     """Return the exposition text for every worker, and its content type."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST

@@ -16,7 +16,9 @@ from . import __version__, schemas
 __all__ = ["openapi_document"]
 
 _MODELS = [
-    schemas.PredictionResponse, schemas.BatchResponse, schemas.ErrorResponse,
+    schemas.PredictionResponse, schemas.BatchResponse, schemas.ReadResponse, schemas.ErrorResponse,
+    schemas.RolloutResponse, schemas.ShadowRequest, schemas.CanaryRequest, schemas.FeedbackResponse,
+    schemas.FeedbackSummary,
     schemas.ActivateRequest, schemas.ActivateResponse, schemas.ModelsResponse, schemas.Health,
     schemas.V2InferRequest, schemas.V2InferResponse, schemas.V2ModelMetadata,
     schemas.V2ServerMetadata,
@@ -34,7 +36,8 @@ def _json(schema: dict, description: str = "OK") -> dict:
 def _errors(*codes: int) -> dict:
     text = {400: "Bad request", 401: "Missing or invalid token", 403: "Management disabled",
             404: "Not found", 405: "Method not allowed", 413: "Too large", 415: "Unsupported media type",
-            422: "Valid but unusable", 503: "No model ready"}
+            409: "The artifacts directory is read-only", 422: "Valid but unusable",
+            503: "No model ready", 507: "The feedback store is full"}
     return {str(c): _json(_ref("ErrorResponse"), text[c]) for c in codes}
 
 
@@ -51,6 +54,23 @@ _IMAGE_BODY = {
                        "properties": {"image": {"type": "string", "contentEncoding": "base64",
                                                 "description": "Base64 bytes or a data: URL"}}},
         },
+    },
+}
+
+_FEEDBACK_FIELDS = {"label": {"type": "integer", "minimum": 0, "maximum": 9, "description": "The right class."},
+                    "request_id": {"type": "string", "maxLength": 128},
+                    "predicted": {"type": "integer", "minimum": 0, "maximum": 9,
+                                  "description": "What the service had answered."}}
+_FEEDBACK_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": {
+            "type": "object", "required": ["image", "label"],
+            "properties": {"image": {"type": "string", "format": "binary"}, **_FEEDBACK_FIELDS}}},
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "application/json": {"schema": {
+            "type": "object", "required": ["image", "label"],
+            "properties": {"image": {"type": "string", "contentEncoding": "base64"}, **_FEEDBACK_FIELDS}}},
     },
 }
 
@@ -119,6 +139,12 @@ def openapi_document(model_name: str = "mnist") -> dict:
                 "properties": {"images": {"type": "array",
                                           "items": {"type": "string", "format": "binary"}}}}}}},
             "responses": {"200": _json(_ref("BatchResponse")), **_errors(400, 413, 415, 503)}}},
+        "/v1/read": {"post": {
+            "tags": ["v1"], "summary": "Read a whole number: several digits in one line, in one image",
+            "operationId": "readNumber", "parameters": [_INCLUDE], "requestBody": _IMAGE_BODY,
+            "description": "The same uploads and limits as /v1/predict. 422 'blank_image' without ink, "
+                           "'no_digits' when nothing reads as a digit, 'too_many_digits' past MAX_READ_DIGITS.",
+            "responses": {"200": _json(_ref("ReadResponse")), **_errors(400, 413, 415, 422, 503)}}},
         "/v1/models": {"get": {
             "tags": ["v1"], "summary": "Active model, available versions, load errors",
             "operationId": "listModels", "security": [{}, {"bearer": []}],
@@ -130,6 +156,34 @@ def openapi_document(model_name: str = "mnist") -> dict:
                             "content": {"application/json": {"schema": _ref("ActivateRequest")}}},
             "responses": {"200": _json(_ref("ActivateResponse")),
                           **_errors(400, 401, 403, 404, 422)}}},
+        "/v1/models/shadow": {"put": {
+            "tags": ["v1"], "summary": "Run a version as the shadow (compared, never answering); null stops",
+            "operationId": "setShadow", "security": _BEARER,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("ShadowRequest")}}},
+            "responses": {"200": _json(_ref("RolloutResponse")), **_errors(400, 401, 403, 404, 409, 422)}}},
+        "/v1/models/canary": {"put": {
+            "tags": ["v1"], "summary": "Let a version answer a share of clients; a null version stops",
+            "operationId": "setCanary", "security": _BEARER,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": _ref("CanaryRequest")}}},
+            "responses": {"200": _json(_ref("RolloutResponse")), **_errors(400, 401, 403, 404, 409, 422)}}},
+        "/v1/feedback": {
+            "post": {
+                "tags": ["v1"], "summary": "Send the right label for an image (stored for training)",
+                "operationId": "postFeedback",
+                "description": "The image as for /v1/predict, with 'label' (the right class) and optionally "
+                               "'request_id' and 'predicted' (what the service answered): form fields beside "
+                               "the file, keys of the JSON object, or query arguments of a raw image body.",
+                "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                               for n in ("label", "request_id", "predicted")],
+                "requestBody": _FEEDBACK_BODY,
+                "responses": {"202": _json(_ref("FeedbackResponse"), "Stored"),
+                              **_errors(400, 413, 415, 422, 503, 507)}},
+            "get": {
+                "tags": ["v1"], "summary": "Summary of the stored feedback", "operationId": "feedbackSummary",
+                "security": [{}, {"bearer": []}],
+                "responses": {"200": _json(_ref("FeedbackSummary")), **_errors(401, 503)}}},
         "/healthz": {"get": {"tags": ["ops"], "summary": "Liveness", "operationId": "healthz",
                              "responses": {"200": _json(_ref("Health"))}}},
         "/readyz": {"get": {"tags": ["ops"], "summary": "Readiness", "operationId": "readyz",

@@ -11,11 +11,17 @@ the network's input, the only place with upload-specific steps, in order:
     preprocess(bytes)                   = normalize_digit(decode_image(bytes))
     decode_image    format whitelist, pixel limit, first frame, JPEG draft, EXIF orientation
     normalize_digit:
-      _to_gray      luminance, transparency composited, at the working resolution
-      _ink          which side is ink; paper shading, noise and a noise floor removed
+      ink_map:
+        _to_gray    luminance, transparency composited, at the working resolution
+        _ink        which side is ink; paper shading, noise and a noise floor removed
       _digit_box    the digit's bounds, specks ignored
-      _fit          strokes at full intensity, stroke width into MNIST's range, 20 px box
-      centre        centre of mass at (14, 14)                  (model.mnistform)
+      to_mnist:
+        _fit        strokes at full intensity, stroke width into MNIST's range, 20 px box
+        centre      centre of mass at (14, 14)                  (model.mnistform)
+
+Reading a whole number (``numbers.py``) uses the same steps: ``decode_image``
+and ``ink_map`` at a larger working resolution, then ``to_mnist`` for each
+digit it finds.
 
 The working resolution is decided once (``_working_scale``): large images
 are analysed at about ``ANALYSIS_SIDE`` pixels on the long side. Generic
@@ -47,9 +53,11 @@ __all__ = [
     "ImageTooLarge",
     "InvalidImage",
     "decode_image",
+    "ink_map",
     "normalize_digit",
     "preprocess",
     "to_input_array",
+    "to_mnist",
 ]
 
 ACCEPTED_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
@@ -132,13 +140,14 @@ def to_input_array(image: Image.Image) -> np.ndarray:
     return scale_pixels(normalize_digit(image)[None])
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, side: int = ANALYSIS_SIDE) -> Image.Image:
     """Return the first frame of the uploaded image, upright and fully loaded.
 
     Only the formats in ``ACCEPTED_FORMATS`` are tried. The pixel count is
     checked from the header, before any pixel is decoded. Large JPEGs are
     decoded at a reduced scale (``draft``), which is far cheaper than
-    decoding every pixel and resizing afterwards.
+    decoding every pixel and resizing afterwards; ``image.info["upright_size"]``
+    keeps the full-size (width, height), upright, for coordinates in the upload.
 
     Raises
     ------
@@ -155,7 +164,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
         if width * height > max_pixels:
             raise ImageTooLarge(f"the image is {width}x{height} = {width * height:,} pixels; "
                                 f"the limit is {max_pixels:,}")
-        scale = _working_scale(width, height)
+        scale = _working_scale(width, height, side)
         if image.format == "JPEG" and scale <= DRAFT_BELOW:
             # The coarsest DCT scale that keeps both sides >= DRAFT_MARGIN x the working
             # size (decoding at 1/8 costs a fraction of 1/4); RGB is decoded straight to luminance.
@@ -163,7 +172,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Ima
             image.draft("L" if image.mode in ("RGB", "L") else None,
                         (max(1, int(width * draft)), max(1, int(height * draft))))
         image.load()  # the first frame only; animated files are never iterated
-        image = _upright(image)
+        image, turned = _upright(image)
+        image.info["upright_size"] = (height, width) if turned else (width, height)
     except ImageError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -188,25 +198,44 @@ def normalize_digit(image: Image.Image) -> np.ndarray:
         ready = _already_mnist(image)
         if ready is not None:
             return ready
-    ink = _ink(_to_gray(image))
+    ink = ink_map(image)
+    top, bottom, left, right, threshold = _digit_box(ink)
+    return to_mnist(ink[top:bottom, left:right], threshold)
+
+
+def ink_map(image: Image.Image, side: int = ANALYSIS_SIDE) -> np.ndarray:
+    """Return the ink of a decoded image at the working resolution for ``side``: float32,
+    bright ink on a zero background (``_to_gray``, then ``_ink``).
+
+    Raises
+    ------
+    BlankImage : no ink that differs from the background.
+    """
+    ink = _ink(_to_gray(image, side))
     if ink.max() < MIN_CONTRAST:
         raise BlankImage("no digit found: the image is blank or has too little contrast")
-    top, bottom, left, right, threshold = _digit_box(ink)
-    return centre(_fit(ink[top:bottom, left:right], threshold))
+    return ink
+
+
+def to_mnist(crop: np.ndarray, threshold: float) -> np.ndarray:
+    """Return one digit's ink, cropped to it, in MNIST's form: uint8 (28, 28) (``_fit``, then
+    ``centre``). ``threshold``: the ink level that separates strokes from paper."""
+    return centre(_fit(crop, threshold))
 
 
 # -- the steps, in order ---------------------------------------------------------------
 
 
-def _upright(image: Image.Image) -> Image.Image:
-    """Apply the EXIF orientation tag, ignoring a malformed one."""
+def _upright(image: Image.Image) -> tuple[Image.Image, bool]:
+    """Apply the EXIF orientation tag, ignoring a malformed one; also return whether the
+    picture turned a quarter (width and height swapped)."""
     try:
         orientation = image.getexif().get(0x0112)
     except Exception:  # noqa: BLE001 - malformed EXIF is common and harmless
-        return image
+        return image, False
     if orientation in (2, 3, 4, 5, 6, 7, 8):
-        return ImageOps.exif_transpose(image)
-    return image
+        return ImageOps.exif_transpose(image), orientation >= 5
+    return image, False
 
 
 _INDICES = range(FIELD)
@@ -240,14 +269,15 @@ def _already_mnist(image: Image.Image) -> np.ndarray | None:
     return digit
 
 
-def _working_scale(width: int, height: int) -> float:
+def _working_scale(width: int, height: int, side: int = ANALYSIS_SIDE) -> float:
     """Return the scale (<= 1) that brings an image to the working resolution: the one
-    decision about resolution (``decode_image`` and ``_to_gray`` act on it)."""
-    scale = max(ANALYSIS_SIDE / max(width, height), MIN_SHORT_SIDE / min(width, height))
+    decision about resolution (``decode_image`` and ``_to_gray`` act on it). ``side``:
+    the long side aimed at (a single digit: ``ANALYSIS_SIDE``; a number: ``numbers.READ_SIDE``)."""
+    scale = max(side / max(width, height), MIN_SHORT_SIDE / min(width, height))
     return min(1.0, scale)
 
 
-def _to_gray(image: Image.Image) -> np.ndarray:
+def _to_gray(image: Image.Image, side: int = ANALYSIS_SIDE) -> np.ndarray:
     """Return the image as float32 luminance in [0, 255] at the working resolution,
     transparency composited.
 
@@ -264,16 +294,16 @@ def _to_gray(image: Image.Image) -> np.ndarray:
     if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         image = _composite(image.convert("RGBA"))  # at full resolution, in Pillow (C)
         mode = "L"
-    image = _reduce_8bit(image)
+    image = _reduce_8bit(image, side)
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
         values = np.asarray(image, dtype=np.float32)
         lo, hi = float(values.min()), float(values.max())
         if hi > 255.0 or lo < 0.0:  # wider than 8 bits: stretch linearly, don't clip
             values = (values - lo) * (255.0 / max(hi - lo, 1e-6))
-        return _reduce_wide(values)
+        return _reduce_wide(values, side)
     if mode != "L":
         image = image.convert("RGB").convert("L") if mode not in ("RGB", "1") else image.convert("L")
-    return _reduce_wide(pixels(image, np.uint8).astype(np.float32))
+    return _reduce_wide(pixels(image, np.uint8).astype(np.float32), side)
 
 
 _OPAQUE = [255 if a > 127 else 0 for a in range(256)]  # alpha -> opaque mask lookup table
@@ -297,10 +327,10 @@ def _composite(rgba: Image.Image) -> Image.Image:
     return Image.alpha_composite(flat, rgba).convert("L")
 
 
-def _reduce_8bit(image: Image.Image) -> Image.Image:
+def _reduce_8bit(image: Image.Image, side: int) -> Image.Image:
     """Return a large image area-averaged down to the working resolution, in Pillow (C),
     before anything becomes a float array (modes Pillow cannot average are left alone)."""
-    scale = _working_scale(*image.size)
+    scale = _working_scale(*image.size, side)
     if scale > REDUCE_8BIT_BELOW:
         return image
     if image.mode == "P":
@@ -313,11 +343,11 @@ def _reduce_8bit(image: Image.Image) -> Image.Image:
     return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BOX)
 
 
-def _reduce_wide(gray: np.ndarray) -> np.ndarray:
+def _reduce_wide(gray: np.ndarray, side: int) -> np.ndarray:
     """Return ``gray`` area-averaged to the working resolution where Pillow could not
     (16-bit modes): only when it is still at least twice too large."""
     h, w = gray.shape
-    scale = _working_scale(w, h)
+    scale = _working_scale(w, h, side)
     if scale > REDUCE_WIDE_BELOW:
         return gray
     size = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -1,10 +1,12 @@
 """Per-request bookkeeping: request id, access log line, metrics, response headers.
 
 ``before_request`` takes the caller's ``X-Request-ID`` (if it is a sane token)
-or makes one; ``after_request`` returns it, names the model version that
+or makes one, and a W3C ``traceparent`` header if it is well formed;
+``after_request`` returns both (the ``traceparent`` of this server's span when
+``tracing`` exports spans, else the caller's), names the model version that
 answered (``X-Model-Version``), adds the security headers an API should send,
 applies CORS when configured, records the Prometheus metrics and writes one
-JSON access-log line.
+JSON access-log line, with the trace id when there is one.
 
 It also reads whatever request body an answer left unread (a 404, 405, 401,
 413 or 415 is decided before the upload is read). gunicorn's thread worker
@@ -29,11 +31,13 @@ from flask import Flask, current_app, g, request
 from . import metrics
 from .logs import log_fields
 
-__all__ = ["API_HEADERS", "init_app", "record", "request_id_from"]
+__all__ = ["API_HEADERS", "init_app", "record", "request_id_from", "trace_from"]
 
 access_log = logging.getLogger("service.access")
 _bits = random.getrandbits
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# W3C Trace Context: version-traceid-parentid-flags, lower-case hex; version ff and all-zero ids are invalid.
+_TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 DRAIN_SECONDS = 2.0  # how long an unread upload is read and discarded before answering...
 DRAIN_FACTOR = 2  # ...up to this many times MAX_UPLOAD_BYTES (beyond that gunicorn closes the connection)
 _CHUNK = 64 * 1024
@@ -53,21 +57,39 @@ def request_id_from(incoming: str | None) -> str:
     return incoming if incoming and _REQUEST_ID.match(incoming) else "%032x" % _bits(128)
 
 
+def trace_from(header: str | None) -> str | None:
+    """Return a well-formed ``traceparent`` value (version 00's fields; a later version's
+    extra fields are dropped), else None."""
+    if not header:
+        return None
+    match = _TRACEPARENT.match(header.strip())
+    if match is None:
+        return None
+    version, trace_id, parent_id, flags, extra = match.groups()
+    if version == "ff" or (version == "00" and extra) or trace_id == "0" * 32 or parent_id == "0" * 16:
+        return None
+    return f"00-{trace_id}-{parent_id}-{flags}"
+
+
 def record(settings, *, request_id: str, method: str, path: str, endpoint: str, status: int,
-           elapsed: float, version: str | None, bytes_in: int | None) -> None:
+           elapsed: float, version: str | None, bytes_in: int | None, trace_id: str | None = None) -> None:
     """Count the request in the metrics and write its access-log line."""
     metrics.request_done(endpoint, method, status, elapsed)
     if settings.access_log:
-        log_fields(access_log, "request", {
+        fields = {
             "request_id": request_id, "method": method, "path": path, "endpoint": endpoint,
             "status": status, "latency_ms": round(1000 * elapsed, 3), "model_version": version,
             "bytes_in": bytes_in,
-        })
+        }
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+        log_fields(access_log, "request", fields)
 
 
 def _start() -> None:
     g.start = time.perf_counter()
     g.request_id = request_id_from(request.headers.get("X-Request-ID"))
+    g.traceparent = trace_from(request.headers.get("traceparent"))
 
 
 def _drain_unread_body(limit: int) -> None:
@@ -104,6 +126,9 @@ def _finish(response):
     request_id = g.get("request_id") or request_id_from(None)
     headers = response.headers
     headers["X-Request-ID"] = request_id
+    traceparent = g.get("traceparent_out") or g.get("traceparent")
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
     version = g.get("model_version")
     if version is not None:
         headers["X-Model-Version"] = version
@@ -113,13 +138,15 @@ def _finish(response):
     origin = request.headers.get("Origin")
     if origins and origin and (origin in origins or "*" in origins):
         headers["Access-Control-Allow-Origin"] = origin if "*" not in origins else "*"
-        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, X-Request-ID"
+        headers["Access-Control-Allow-Headers"] = ("Authorization, Content-Type, X-Request-ID, X-Client-ID, "
+                                                   "traceparent, tracestate")
         headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
-        headers["Access-Control-Expose-Headers"] = "X-Request-ID, X-Model-Version"
+        headers["Access-Control-Expose-Headers"] = "X-Request-ID, X-Model-Version, traceparent"
         headers["Vary"] = "Origin"
     record(settings, request_id=request_id, method=request.method, path=request.path,
            endpoint=request.endpoint or "unmatched", status=response.status_code, elapsed=elapsed,
-           version=version, bytes_in=request.content_length)
+           version=version, bytes_in=request.content_length,
+           trace_id=traceparent[3:35] if traceparent is not None else None)
     return response
 
 

@@ -66,6 +66,24 @@ class Settings(BaseSettings):
                                   description="Largest N in a V2 infer request.")
     poll_interval: float = Field(2.0, gt=0, le=3600,
                                  description="Seconds between looks for new or pinned versions.")
+    rollout_policy: Literal["newest", "staged"] = Field(
+        "newest", description="newest: the newest valid version answers (unless pinned); staged: the served "
+        "version stays pinned and each new version becomes the shadow until promoted.")
+    shadow_sample: float = Field(1.0, ge=0, le=1, description="Share of prediction requests the shadow "
+                                 "version also runs on (after the answer, on its own thread).")
+    feedback_dir: Path = Field(Path("feedback"), description="Where POST /v1/feedback stores entries (a shared "
+                               "volume for several replicas).")
+    feedback_max_entries: int = Field(100_000, ge=1, description="Most feedback entries stored (507 above).")
+    feedback_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="Most bytes of feedback stored "
+                                    "(507 above).")
+    max_read_digits: int = Field(32, ge=1, le=1000, description="Most digits /v1/read reads in one image "
+                                 "(422 too_many_digits above).")
+    not_a_digit_below: float | None = Field(
+        None, ge=0, le=1, description="Verdict 'not_a_digit' below this digit_score; unset: the model's own "
+        "threshold (chosen on validation data when it was trained).")
+    uncertain_below: float | None = Field(
+        None, ge=0, le=1, description="Verdict 'uncertain' when the top probability is below this; unset: "
+        "the model's own threshold.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     access_log: bool = Field(True, description="One JSON line per request.")
     access_log_flush: float = Field(
@@ -93,7 +111,7 @@ class Settings(BaseSettings):
                 raise ValueError("the gevent worker class needs the gevent package (pip install gevent)")
         return worker_class
 
-    @field_validator("control_socket", mode="before")
+    @field_validator("control_socket", "not_a_digit_below", "uncertain_below", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -29,7 +29,7 @@ __all__ = ["DATATYPES", "HEADER_LENGTH", "INPUT_NAME", "OUTPUTS", "decode_reques
 
 INPUT_NAME = "images"
 # The outputs a request may ask for: name -> datatype.
-OUTPUTS = {"probabilities": "FP32", "predicted_class": "INT64"}
+OUTPUTS = {"probabilities": "FP32", "predicted_class": "INT64", "digit_score": "FP32"}
 DATATYPES = {"FP32": np.dtype("<f4"), "UINT8": np.dtype("u1")}
 HEADER_LENGTH = "Inference-Header-Content-Length"
 

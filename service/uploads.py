@@ -18,7 +18,7 @@ from flask import Request
 
 from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["parse_json", "read_batch", "read_image"]
+__all__ = ["parse_json", "read_batch", "read_image", "read_image_with_fields"]
 
 HOW_TO_SEND = ("send multipart/form-data with the file in field 'image', a raw body with an "
                "image/* Content-Type, or JSON {\"image\": \"<base64>\"}")
@@ -62,6 +62,14 @@ def _decode_base64(text: object) -> bytes:
 
 def read_image(request: Request) -> tuple[bytes, str | None]:
     """Return (image bytes, filename or None) of the single image in ``request``."""
+    data, filename, _ = read_image_with_fields(request)
+    return data, filename
+
+
+def read_image_with_fields(request: Request) -> tuple[bytes, str | None, dict]:
+    """Return (image bytes, filename or None, the other fields sent with it) of the single image
+    in ``request``: the other form fields of a multipart body, the other keys of a JSON object,
+    or the query arguments of a raw image body."""
     mimetype = request.mimetype
     if mimetype == "multipart/form-data":
         files = request.files.getlist("image")
@@ -70,14 +78,14 @@ def read_image(request: Request) -> tuple[bytes, str | None]:
                              f"{HOW_TO_SEND}")
         if len(files) > 1:
             raise BadRequest("send one file in field 'image'; use /v1/predict/batch for several")
-        return files[0].read(), files[0].filename
+        return files[0].read(), files[0].filename, request.form.to_dict()
     if mimetype.startswith("image/"):
-        return request.get_data(cache=False), None
+        return request.get_data(cache=False), None, request.args.to_dict()
     if mimetype == "application/json" or mimetype.endswith("+json"):
         body = parse_json(request)
         if not isinstance(body, dict) or "image" not in body:
             raise BadRequest("JSON bodies must be an object with a base64 'image' field")
-        return _decode_base64(body["image"]), None
+        return _decode_base64(body["image"]), None, {k: v for k, v in body.items() if k != "image"}
     if not mimetype:
         raise BadRequest(f"no Content-Type; {HOW_TO_SEND}")
     raise UnsupportedMediaType(f"unsupported Content-Type {mimetype!r}; {HOW_TO_SEND}")

@@ -4,7 +4,8 @@ Health, server and model metadata, and ``infer`` for one input tensor named
 ``images``: ``FP32`` pixels in [0, 1] or ``UINT8`` 0..255, shaped ``[N, 784]``,
 ``[N, 28, 28]`` or ``[N, 1, 28, 28]`` (already MNIST-like: no image
 preprocessing beyond scaling). Outputs are ``probabilities`` (``FP32``,
-``[N, K]``) and ``predicted_class`` (``INT64``, ``[N]``). The wire format
+``[N, K]``), ``predicted_class`` (``INT64``, ``[N]``) and ``digit_score``
+(``FP32``, ``[N]``: how much each input looks like a digit the model knows). The wire format
 (JSON or binary tensors) is ``tensors``', the inference ``digits.infer``.
 Errors are ``{"error": "..."}`` (plus the service's usual ``code``/``status``
 fields).
@@ -67,7 +68,8 @@ def model_metadata(name: str, version: str | None = None):
         "platform": f"numpy_{served.loaded.net.arch}",  # numpy_cnn or numpy_mlp
         "inputs": [{"name": tensors.INPUT_NAME, "datatype": "FP32", "shape": [-1, INPUT_SIZE]}],
         "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, k]},
-                    {"name": "predicted_class", "datatype": "INT64", "shape": [-1]}],
+                    {"name": "predicted_class", "datatype": "INT64", "shape": [-1]},
+                    {"name": "digit_score", "datatype": "FP32", "shape": [-1]}],
     })
 
 
@@ -100,7 +102,7 @@ def infer(name: str, version: str | None = None):
     body, X, wanted = tensors.decode_request(
         request.get_data(cache=False), request.headers.get(tensors.HEADER_LENGTH),
         request.headers.get("Content-Encoding"), current_app.config["SETTINGS"].max_tensor_batch)
-    outputs = digits.infer(served, X)
+    outputs = digits.infer(served, X, current_app.config["SETTINGS"])
     g.model_version = served.version
     payload, content_type, headers = tensors.encode_response(body, wanted, served.name, served.version, outputs)
     return Response(payload, content_type=content_type, headers=headers)

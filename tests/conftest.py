@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from model.artifact import build_metadata, save_artifact
 from model.data import write_idx
@@ -19,6 +20,7 @@ BUNDLED_ARTIFACTS = REPO / "artifacts"
 RESOURCES = REPO / "tests" / "resources"
 DIGIT_PNG_PATH = RESOURCES / "mnist_test_0_label7.png"  # an MNIST test 7, as a PNG
 DIGIT_PNG = DIGIT_PNG_PATH.read_bytes()
+SHEETS = REPO / "tests" / "out" / "contact-sheets"  # pictures the tests draw for people to look at
 
 
 def make_synthetic_mnist(directory: Path, n_train: int = 2000, n_test: int = 500, seed: int = 0) -> Path:
@@ -75,18 +77,20 @@ def tiny_artifact(tmp_path) -> Path:
 # -- service fixtures -------------------------------------------------------------
 
 
-def write_constant_artifact(path: Path, probs, name: str = "mnist", test_accuracy: float = 0.9) -> Path:
+def write_constant_artifact(path: Path, probs, name: str = "mnist", test_accuracy: float = 0.9,
+                            ood: dict | None = None) -> Path:
     """Save a network whose output is ``probs`` whatever the input (a known fake).
 
     All weights are zero and the output bias is log(probs), so softmax gives
-    back ``probs`` exactly (up to float32 rounding) for every image.
+    back ``probs`` exactly (up to float32 rounding) for every image. ``ood``:
+    the artifact's digit-score block (``model.artifact.OutOfDistribution``).
     """
     probs = np.asarray(probs, dtype=np.float64)
     net = Network((784,), mlp_layers([4], len(probs)))
     net.params[-1][...] = np.log(probs).astype(np.float32)
     meta = build_metadata(net, name=name, labels=[str(i) for i in range(len(probs))],
                           dataset={"name": "mnist", "test_size": 10000},
-                          metrics={"test_accuracy": test_accuracy})
+                          metrics={"test_accuracy": test_accuracy}, ood=ood)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_artifact(path, net, meta)
 
@@ -96,13 +100,13 @@ def one_hot_probs(k: int, hot: int = 3, p: float = 0.91) -> list[float]:
     return [p if i == hot else rest for i in range(k)]
 
 
-def publish_constant(artifacts: Path, hot: int, name: str = "mnist") -> str:
+def publish_constant(artifacts: Path, hot: int, name: str = "mnist", ood: dict | None = None) -> str:
     """Publish a constant model that predicts class ``hot``; return its version."""
     from model.store import ArtifactStore
 
     store = ArtifactStore(artifacts, name)
     entry = store.publish(lambda d: write_constant_artifact(d / ARTIFACT_FILE, one_hot_probs(10, hot),
-                                                            name=name))
+                                                            name=name, ood=ood))
     return entry.version
 
 
@@ -146,6 +150,20 @@ def bundled_model():
     from model.store import ArtifactStore
 
     return load_artifact(ArtifactStore(BUNDLED_ARTIFACTS, "mnist").latest().path)
+
+
+def write_sheet(name: str, images: np.ndarray, labels: np.ndarray, per_row: int = 12) -> None:
+    """Write images as a grid, one row per label (as many as there are, up to ``per_row``)."""
+    rows = []
+    for label in sorted(set(labels.tolist())):
+        row = [np.pad(np.clip(im, 0, 255).astype(np.uint8), 1, constant_values=70)
+               for im in images[labels == label][:per_row]]
+        row += [np.full((30, 30), 70, np.uint8)] * (per_row - len(row))
+        rows.append(np.concatenate(row, axis=1))
+    SHEETS.mkdir(parents=True, exist_ok=True)
+    sheet = np.concatenate(rows, axis=0)
+    Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST).save(
+        SHEETS / f"{name.replace('/', '-')}.png")
 
 
 def pytest_collection_modifyitems(config, items):

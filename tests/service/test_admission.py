@@ -74,5 +74,5 @@ def test_only_prediction_routes_are_shed_and_zero_turns_it_off(settings):
 
 def test_the_prediction_endpoints_are_the_routes_that_classify(app):
     classifying = {rule.endpoint for rule in app.url_map.iter_rules()
-                   if "POST" in rule.methods and rule.endpoint.startswith(("v1.predict", "v2.infer"))}
+                   if "POST" in rule.methods and rule.endpoint.startswith(("v1.predict", "v1.read", "v2.infer"))}
     assert classifying == PREDICTION_ENDPOINTS

@@ -27,11 +27,14 @@ def test_infer_json_shapes_and_datatypes(client, shape, datatype):
     assert r.status_code == 200, r.json
     body = V2InferResponse.model_validate(r.json)
     assert body.id == "req-1" and body.model_name == "mnist" and body.model_version == "1"
-    probs, classes = body.outputs
+    probs, classes, scores = body.outputs
     assert (probs.name, probs.datatype, probs.shape) == ("probabilities", "FP32", [2, 10])
     assert (classes.name, classes.datatype, classes.shape, classes.data) == \
         ("predicted_class", "INT64", [2], [3, 3])
     np.testing.assert_allclose(np.reshape(probs.data, (2, 10)), [EXPECTED, EXPECTED], rtol=1e-5)
+    # A model without an ood block scores digit-ness by its confidence.
+    assert (scores.name, scores.datatype, scores.shape) == ("digit_score", "FP32", [2])
+    np.testing.assert_allclose(scores.data, [max(EXPECTED)] * 2, rtol=1e-5)
 
 
 def test_infer_nested_json_data_and_selected_output(client):
@@ -56,12 +59,13 @@ def test_infer_binary_tensors_in_and_out(client):
     n = int(r.headers["Inference-Header-Content-Length"])
     meta = orjson.loads(r.data[:n])
     sizes = [o["parameters"]["binary_data_size"] for o in meta["outputs"]]
-    assert sizes == [3 * 10 * 4, 3 * 8]
+    assert sizes == [3 * 10 * 4, 3 * 8, 3 * 4]
     raw = r.data[n:]
     probs = np.frombuffer(raw[:sizes[0]], "<f4").reshape(3, 10)
-    classes = np.frombuffer(raw[sizes[0]:], "<i8")
+    classes = np.frombuffer(raw[sizes[0]:sizes[0] + sizes[1]], "<i8")
+    scores = np.frombuffer(raw[sizes[0] + sizes[1]:], "<f4")
     np.testing.assert_allclose(probs, [EXPECTED] * 3, rtol=1e-5)
-    assert classes.tolist() == [3, 3, 3]
+    assert classes.tolist() == [3, 3, 3] and scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
 
 
 def _binary(header: dict, payload: bytes, declared=None):
@@ -183,16 +187,21 @@ def test_tritonclient_infer(triton_server, binary, datatype, shape):
     tensor = httpclient.InferInput("images", list(shape), datatype)
     tensor.set_data_from_numpy(X, binary_data=binary)
     outputs = [httpclient.InferRequestedOutput("probabilities", binary_data=binary),
-               httpclient.InferRequestedOutput("predicted_class", binary_data=binary)]
+               httpclient.InferRequestedOutput("predicted_class", binary_data=binary),
+               httpclient.InferRequestedOutput("digit_score", binary_data=binary)]
     result = client.infer("mnist", [tensor], outputs=outputs, request_id="triton-1")
     probs = result.as_numpy("probabilities")
     assert probs.shape == (shape[0], 10) and probs.dtype == np.float32
     np.testing.assert_allclose(probs, np.tile(EXPECTED, (shape[0], 1)), rtol=1e-5)
     assert result.as_numpy("predicted_class").tolist() == [3] * shape[0]
+    scores = result.as_numpy("digit_score")  # a model without a fitted score: its confidence
+    assert scores.shape == (shape[0],) and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, probs.max(axis=1), rtol=1e-6)
     assert result.get_response()["id"] == "triton-1"
     # Default outputs: tritonclient then asks for everything in binary.
     default = client.infer("mnist", [tensor], model_version="1")
     assert default.as_numpy("predicted_class").tolist() == [3] * shape[0]
+    assert default.as_numpy("digit_score").shape == (shape[0],)
 
 
 @pytest.mark.system

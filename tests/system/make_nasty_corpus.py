@@ -126,6 +126,17 @@ def build() -> list[dict]:
     ):
         add(name, json.dumps(body).encode(), status, "", how="raw", content_type="application/json",
             path=v2)
+    read = "/v1/read"
+    add("read-bomb-header.png", png_header_bomb(100_000, 100_000), 413, "image_too_large", path=read)
+    add("read-random-bytes.bin", rng.bytes(2048), 400, "invalid_image", how="raw",
+        content_type="image/png", path=read)
+    add("read-blank.png", encode(Image.new("L", (900, 200), 255), "PNG"), 422, "blank_image", path=read)
+    dust = np.full((200, 2000), 255, np.uint8)  # 160 specks of one size in a row: far too many "digits"
+    for i in range(160):
+        dust[90:98, 12 * i:12 * i + 5] = 0
+    add("read-160-specks.png", encode(Image.fromarray(dust), "PNG"), 422, "too_many_digits", path=read)
+    add("read-aspect-1x3000-blank.png", encode(Image.new("L", (1, 3000), 255), "PNG"), 422, "blank_image",
+        path=read)
     nan = np.full((1, 784), np.nan, "<f4").tobytes()
     header = json.dumps({"inputs": [{"name": "images", "datatype": "FP32", "shape": [1, 784],
                                      "parameters": {"binary_data_size": len(nan)}}]}).encode()

@@ -123,11 +123,11 @@ ZERO = [(0.5 + 0.21 * math.sin(2 * math.pi * t / 36), 0.5 - 0.31 * math.cos(2 * 
         for t in range(38)]  # a loop taller than wide, closed with a little overlap
 
 
-def draw_with_mouse(page, points) -> None:
-    """Draw one stroke through ``points`` on the pad and wait for the prediction it causes."""
+def draw_with_mouse(page, points, endpoint: str = "/v1/predict") -> None:
+    """Draw one stroke through ``points`` on the pad and wait for the answer it causes."""
     box = page.get_by_test_id("canvas").bounding_box()
     at = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
-    with page.expect_response(lambda r: "/v1/predict" in r.url):
+    with page.expect_response(lambda r: endpoint in r.url):
         page.mouse.move(*at[0])
         page.mouse.down()
         for (x0, y0), (x1, y1) in zip(at, at[1:]):
@@ -277,4 +277,94 @@ def test_controls_are_labelled_and_keyboard_usable(desktop):
     expect(page.get_by_test_id("prediction")).to_have_text("9")
     expect(page.get_by_role("img", name=re.compile("Drawing area"))).to_be_visible()
     expect(page.locator("[aria-live]")).to_have_count(1)
+    assert not console.errors()
+
+
+# -- the verdict ------------------------------------------------------------------------------
+
+X_STROKES = ([(0.25, 0.25), (0.75, 0.75)], [(0.75, 0.25), (0.25, 0.75)])
+
+
+def test_a_drawing_that_is_not_a_digit_says_so(desktop):
+    page, console = desktop
+    for stroke in X_STROKES:
+        draw_with_mouse(page, stroke)
+    expect(page.get_by_test_id("verdict")).to_have_text("That doesn't look like a digit")
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+    expect(page.locator("#confidence")).to_contain_text("Closest digit:")
+    rows = shown_probabilities(page)
+    assert len(rows) == 10 and all("%" in row for row in rows), rows  # the probabilities stay visible
+    screenshot(page, "desktop-not-a-digit")
+    page.get_by_role("button", name="Clear").click()
+    draw_with_mouse(page, ONE)
+    expect(page.get_by_test_id("prediction")).to_have_text("1")
+    expect(page.get_by_test_id("verdict")).to_have_text("")
+    assert not console.errors()
+
+
+@pytest.fixture(scope="module")
+def torn_server(browser, tmp_path_factory):
+    """A server whose model always answers 3 at 0.91 with 0.01 for the others, and whose
+    verdict is 'uncertain' below 0.95 (a fake with known answers)."""
+    from conftest import publish_constant
+
+    root = tmp_path_factory.mktemp("torn-artifacts")
+    publish_constant(root, hot=3, ood={"method": "msp", "platt": [2.0, -1.0],
+                                       "thresholds": {"not_a_digit_below": 0.5, "uncertain_below": 0.95}})
+    with live_server({"ARTIFACTS_DIR": root, "ACCESS_LOG": "false"}, tmp_path_factory.mktemp("torn"),
+                     workers=1) as live:
+        yield live
+
+
+def test_an_uncertain_answer_names_both_digits(browser, torn_server):
+    context = browser.new_context(viewport=DESKTOP)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    console = Console(page)
+    try:
+        page.goto(torn_server.url + "/")
+        expect(page.locator("#model-version")).to_have_text("1")
+        with page.expect_response(lambda r: "/v1/predict" in r.url) as response:
+            page.get_by_label("Choose image").set_input_files(DIGIT_PNG_PATH)
+        body = response.value.json()
+        assert body["verdict"] == "uncertain", body
+        runner_up = body["runner_up"]["label"]
+        expect(page.get_by_test_id("verdict")).to_have_text(f"Not sure: 3 or {runner_up}?")
+        expect(page.get_by_test_id("prediction")).to_have_text(f"3 or {runner_up}?")
+        assert len(shown_probabilities(page)) == 10
+        screenshot(page, "desktop-uncertain")
+        assert not console.errors()
+    finally:
+        context.close()
+
+
+# -- a whole number ---------------------------------------------------------------------------
+
+# On the wide pad (3:1), fractions of its width and height: a 1, then a 0 to its right.
+WIDE_ONE = [(0.38, 0.18), (0.375, 0.5), (0.37, 0.82)]
+WIDE_ZERO = [(0.52 + 0.07 * math.sin(2 * math.pi * t / 36), 0.5 - 0.32 * math.cos(2 * math.pi * t / 36))
+             for t in range(38)]
+
+
+def test_writing_a_number_reads_it_with_a_box_per_digit(desktop):
+    page, console = desktop
+    page.get_by_test_id("mode-number").check()
+    expect(page.locator("#pad-hint")).to_have_text("Write a number here")
+    box = page.get_by_test_id("canvas").bounding_box()
+    assert box["width"] > 2.5 * box["height"]  # the wide pad
+    draw_with_mouse(page, WIDE_ONE, "/v1/read")
+    draw_with_mouse(page, WIDE_ZERO, "/v1/read")
+    expect(page.get_by_test_id("prediction")).to_have_text("10")
+    expect(page.get_by_test_id("read-digits").locator("li")).to_have_count(2)
+    boxes = page.get_by_test_id("boxes").locator("span")
+    expect(boxes).to_have_count(2)
+    first, second = boxes.nth(0).bounding_box(), boxes.nth(1).bounding_box()
+    assert first["x"] + first["width"] <= second["x"] + 2  # left to right, side by side
+    assert box["x"] <= first["x"] and second["x"] + second["width"] <= box["x"] + box["width"] + 2
+    expect(page.locator("#announcer")).to_contain_text("Read: 1 0")
+    screenshot(page, "desktop-number")
+    page.get_by_test_id("mode-digit").check()
+    expect(page.get_by_test_id("prediction")).to_have_text("")
+    draw_with_mouse(page, ONE)
+    expect(page.get_by_test_id("prediction")).to_have_text("1")
     assert not console.errors()
