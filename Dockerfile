@@ -84,7 +84,7 @@ COPY --from=builder /opt/venv /opt/venv
 
 # ARTIFACTS_DIR is absolute so the trainer and the service agree whatever the
 # working directory. Everything that writes goes to /tmp (a tmpfs when the
-# root filesystem is read-only) or to the artifacts volume: matplotlib's
+# root filesystem is read-only), to the artifacts volume or to the feedback volume: matplotlib's
 # cache, downloaded datasets, gunicorn's control socket (XDG_RUNTIME_DIR;
 # else it tries $HOME/.gunicorn) and the Prometheus multiprocess directory.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -93,6 +93,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     HOST=0.0.0.0 \
     PORT=8000 \
     ARTIFACTS_DIR=/app/artifacts \
+    FEEDBACK_DIR=/app/feedback \
     DATA_DIR=/data \
     MPLCONFIGDIR=/tmp/matplotlib \
     XDG_CACHE_HOME=/tmp/cache \
@@ -110,6 +111,10 @@ COPY evaluation/ evaluation/
 # The bundled artifact. Owned by the app user: a named volume mounted here
 # starts as a copy of it and must stay writable for the trainer and for pins.
 COPY --chown=${APP_UID}:${APP_UID} artifacts/ artifacts/
+# Where POST /v1/feedback stores entries: a volume in compose and Kubernetes
+# (a named volume starts with this directory's owner); without one, feedback
+# answers a clear error on a read-only root filesystem.
+RUN install -d -o "${APP_UID}" -g "${APP_UID}" /app/feedback
 
 USER ${APP_UID}:${APP_UID}
 EXPOSE 8000

@@ -9,12 +9,19 @@
 #   3. docker build --network host; image size
 #   4. docker run (host network, 127.0.0.1, read-only root, no capabilities):
 #      start-to-ready time, health check healthy, a prediction, non-root,
-#      read-only, graceful stop on SIGTERM (exit 0)
+#      read-only, graceful stop on SIGTERM (exit 0); then as KServe runs a
+#      custom predictor: PORT, read-only /mnt/models, tritonclient over V2 under
+#      load, every write refused with 409 read_only
 #   5. compose (docker-compose.yml + docker-compose.test.yml, every compose
 #      CLI installed): api healthy and serving the bundled version; the
 #      trainer profile publishes a new version which the running api then
 #      serves by itself; pin and unpin; two api replicas on one shared volume
 #      both serving the pinned version; `down -v` leaves nothing behind
+#   6. the rollout loop under load (ROLLOUT_POLICY=staged, two replicas, one
+#      compose CLI): feedback posted; the trainer trains on it; the new version
+#      becomes the shadow and its disagreement rate appears; a 20% canary
+#      answers about a fifth of clients; promotion makes it active on every
+#      replica; rollback works; not one request of the load fails
 #
 # Everything it starts is removed on exit, failure included; running it twice
 # in a row works (the second run reuses the base image and the build cache).
@@ -37,6 +44,7 @@ DATASETS_DIR=${DATASETS_DIR:-$SHARED_DIR/datasets}
 MODEL_NAME=mnist
 ADMIN_TOKEN=ci-admin-token-$RANDOM$RANDOM$RANDOM
 PY=${PYTHON:-python3}
+TEST_PY=${TEST_PYTHON:-$repo/.venv/bin/python}  # the test venv (tritonclient), made by make test
 
 work=$(mktemp -d /tmp/container-test.XXXXXX)
 dockerd_pid=""
@@ -169,9 +177,15 @@ compose_down() {
     { cat "$work/down.log" >&2; return 1; }
 }
 
+load_pid=""
 cleanup() {
   local rc=$?
   set +e
+  if [ -n "$load_pid" ]; then  # the rollout loop's background load, by PID
+    touch "$work/stop-load"
+    kill "$load_pid" 2>/dev/null
+    wait "$load_pid" 2>/dev/null
+  fi
   if [ -n "$dockerd_pid" ] || docker info >/dev/null 2>&1; then
     docker rm -f "$RUN_NAME" >/dev/null 2>&1
     local cli
@@ -282,6 +296,77 @@ docker logs "$RUN_NAME" 2>&1 | grep -q "Shutting down: Master" || die "no gracef
 docker rm "$RUN_NAME" >/dev/null
 log "SIGTERM: graceful stop in ${timing[stop]}s, exit code 0"
 
+# -- 4b. the KServe custom-predictor contract -------------------------------------------
+# As KServe runs it (deploy/kserve/inferenceservice.yaml): PORT set by Knative,
+# the model directory mounted read-only at /mnt/models, non-root, read-only root
+# filesystem, /tmp the only writable path. Driven over V2 by tritonclient (the
+# test venv's), under load while every write is refused with a 4xx.
+
+KSERVE_PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log "KServe contract: PORT=$KSERVE_PORT, $repo/artifacts read-only at /mnt/models, uid 10001, read-only root"
+t=$(now)
+docker run -d --name "$RUN_NAME" --network host --read-only --tmpfs /tmp \
+  --user 10001:10001 --cap-drop ALL --security-opt no-new-privileges:true \
+  -v "$repo/artifacts:/mnt/models:ro" \
+  -e HOST=127.0.0.1 -e PORT="$KSERVE_PORT" -e ARTIFACTS_DIR=/mnt/models -e MODEL_NAME="$MODEL_NAME" \
+  -e POLL_INTERVAL=30 -e ADMIN_TOKEN=ct-admin "$IMAGE" >/dev/null
+kserve_ready() {
+  [ "$(docker inspect -f '{{.State.Running}}' "$RUN_NAME" 2>/dev/null)" = true ] || die "the KServe-style container exited"
+  curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$KSERVE_PORT/v2/health/ready"
+}
+wait_for "/v2/health/ready on \$PORT" 30 kserve_ready
+load_ms=$(docker logs "$RUN_NAME" 2>&1 | grep '"model loaded"' | grep -o '"ms":[0-9.]*' | head -n 1 | cut -d: -f2)
+log "ready on \$PORT in $(since "$t")s; one worker loaded, validated and warmed the model in ${load_ms:-?} ms"
+"$TEST_PY" - "$KSERVE_PORT" "$MODEL_NAME" "$bundled" "$repo" <<'PY' || die "the KServe contract run failed"
+# tritonclient over V2 under load (4 threads x 150 requests) while pins, rollouts
+# and feedback are attempted: every write is a 409 read_only, every read a 200.
+import json, sys, threading
+import numpy as np
+import requests
+import tritonclient.http as httpclient
+from PIL import Image
+
+port, name, version, repo = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+base = f"http://127.0.0.1:{port}"
+digit = np.asarray(Image.open(f"{repo}/tests/resources/mnist_test_0_label7.png"), np.float32)[None, ...] / 255
+failures = []
+
+def load():
+    client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+    for _ in range(150):
+        x = httpclient.InferInput("images", [1, 28, 28], "FP32")
+        x.set_data_from_numpy(digit)
+        try:
+            result = client.infer(name, [x], outputs=[httpclient.InferRequestedOutput("probabilities"),
+                                                       httpclient.InferRequestedOutput("digit_score")])
+            if int(result.as_numpy("probabilities")[0].argmax()) != 7:
+                failures.append("wrong class")
+        except Exception as exc:  # every failure is counted, none may happen
+            failures.append(repr(exc))
+
+threads = [threading.Thread(target=load) for _ in range(4)]
+for t in threads:
+    t.start()
+admin = {"Authorization": "Bearer ct-admin"}
+writes = [("PUT", "/v1/models/active", {"version": version}), ("PUT", "/v1/models/shadow", {"version": version}),
+          ("PUT", "/v1/models/canary", {"version": version, "percent": 10})]
+for method, path, body in writes * 5:
+    r = requests.request(method, base + path, json=body, headers=admin, timeout=10)
+    assert r.status_code == 409 and r.json()["code"] == "read_only", (path, r.status_code, r.text)
+with open(f"{repo}/tests/resources/mnist_test_0_label7.png", "rb") as f:
+    r = requests.post(base + "/v1/feedback", files={"image": f}, data={"label": "7"}, timeout=10)
+assert r.status_code == 409 and r.json()["code"] == "read_only", (r.status_code, r.text)
+for t in threads:
+    t.join()
+meta = requests.get(f"{base}/v2/models/{name}", timeout=10).json()
+assert {o["name"] for o in meta["outputs"]} >= {"probabilities", "digit_score"}, meta
+assert not failures, failures[:5]
+print(f"600 V2 infer requests through tritonclient: 0 failed; 16 writes: 409 read_only; version {version}")
+PY
+log "KServe contract: $(docker logs "$RUN_NAME" 2>&1 | grep -c ' 409 ' || true) refused writes logged; no writable path but /tmp"
+timeout 60 docker stop -t 30 "$RUN_NAME" >/dev/null
+docker rm "$RUN_NAME" >/dev/null
+
 # -- 5. compose ------------------------------------------------------------------------
 
 cat >"$work/test.env" <<EOF
@@ -351,6 +436,90 @@ for compose_cli in "${compose_clis[@]}"; do
   if curl -s -m 2 -o /dev/null "$(url /healthz)"; then die "something still answers on port $PORT"; fi
   log "nothing left running"
 done
+compose_cli=""
+
+# -- 6. the rollout loop, under load ---------------------------------------------------
+
+# GET a JSON document and print one field (a Python expression on `d`).
+json_field() {  # json_field PATH EXPR
+  curl -fsS -m 5 "$(url "$1")" | "$PY" -c "import json, sys; d = json.load(sys.stdin); print($2)"
+}
+shadow_compared() {  # shadow_compared VERSION: the shadow is VERSION and has compared some images
+  [ "$(json_field /v1/models "(d['shadow'] or {}).get('version'), (d['shadow'] or {}).get('compared', 0) > 0")" = "('$1', True)" ]
+}
+
+compose_cli=${compose_clis[0]}
+log "== rollout loop with '$compose_cli': ROLLOUT_POLICY=staged, 2 replicas, under load"
+echo "ROLLOUT_POLICY=staged" >>"$work/test.env"
+compose_down
+compose up -d --no-build --scale api=2 >"$work/up.log" 2>&1 || { cat "$work/up.log" >&2; die "compose up failed"; }
+wait_for "two healthy api replicas" 60 all_healthy 2
+wait_for "every worker to answer" 30 steadily_serves "$bundled" 10
+: >"$work/load.txt"
+(
+  while [ ! -e "$work/stop-load" ]; do
+    curl -sS -m 10 -o /dev/null -w '%{http_code}\n' \
+      -F "image=@$repo/tests/resources/mnist_test_1_label2.png" "$(url /v1/predict)" >>"$work/load.txt" 2>/dev/null ||
+      echo 000 >>"$work/load.txt"
+  done
+) &
+load_pid=$!
+
+for label in 7 2 1 0 4 1 4 9 5 9; do
+  status=$(curl -sS -m 10 -o "$work/feedback.json" -w '%{http_code}' \
+    -F "image=@$(find "$repo/tests/resources" -name "mnist_test_*_label$label.png" | sort | head -n 1)" -F "label=$label" \
+    "$(url /v1/feedback)")
+  [ "$status" = 202 ] || die "feedback answered $status: $(cat "$work/feedback.json")"
+done
+[ "$(json_field /v1/feedback "d['count']")" = 10 ] || die "the feedback summary does not count 10 entries"
+log "10 feedback entries stored (both replicas write the shared volume)"
+
+t=$(now)
+compose --profile train run --rm trainer --feedback /app/feedback \
+  --arch mlp --epochs 1 --train-size 2000 --hidden 32 --independent 0 --quiet >"$work/train.log" 2>&1 ||
+  { cat "$work/train.log" >&2; die "the trainer failed"; }
+grep -q "10 entries, 8 trained on, 2 held out" "$work/train.log" || { cat "$work/train.log" >&2; die "the trainer did not use the feedback"; }
+staged=$(sed -n "s/^published $MODEL_NAME version \([0-9]*\):.*/\1/p" "$work/train.log")
+[ -n "$staged" ] || die "the trainer published no version"
+log "trainer published version $staged (trained on feedback) in $(since "$t")s"
+wait_for "version $staged to become the shadow and compare" 30 shadow_compared "$staged"
+steadily_serves "$bundled" 10 || die "a staged version must not answer before promotion"
+log "version $staged is the shadow: $(json_field /v1/models "d['shadow']['compared'], d['shadow']['disagreement_rate']") (compared, disagreement rate); version $bundled still answers"
+
+status=$(curl -sS -m 5 -o "$work/canary.json" -w '%{http_code}' -X PUT -H "Authorization: Bearer $ADMIN_TOKEN" \
+  -H 'Content-Type: application/json' -d "{\"version\": \"$staged\", \"percent\": 20}" "$(url /v1/models/canary)")
+[ "$status" = 200 ] || die "canary answered $status: $(cat "$work/canary.json")"
+sleep 2  # the other replica's next poll (POLL_INTERVAL 0.5)
+share=$("$PY" - "$(url /v1/predict)" "$repo/tests/resources/mnist_test_0_label7.png" "$staged" <<'PY'
+import sys, urllib.request, uuid
+url, path, staged = sys.argv[1:]
+data = open(path, "rb").read()
+hits = 0
+for _ in range(300):
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "image/png", "X-Client-ID": uuid.uuid4().hex})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        hits += response.headers["X-Model-Version"] == staged
+print(f"{hits / 300:.3f}")
+PY
+)
+awk -v s="$share" 'BEGIN { exit !(s >= 0.12 && s <= 0.28) }' || die "the 20% canary answered $share of 300 clients"
+log "20% canary: version $staged answered $share of 300 clients"
+
+pin "$staged"
+wait_for "both replicas to serve the promoted version $staged" 15 steadily_serves "$staged" 20
+[ "$(json_field /v1/models "d['shadow'], d['canary']")" = "(None, None)" ] || die "promotion left the shadow or canary running"
+log "promoted: version $staged active on both replicas, shadow and canary ended"
+pin "$bundled"
+wait_for "the rollback to version $bundled" 15 steadily_serves "$bundled" 20
+log "rolled back to version $bundled"
+touch "$work/stop-load"
+wait "$load_pid" || true
+load_pid=""
+total=$(grep -c . "$work/load.txt" || true)
+failed=$(grep -vc '^200$' "$work/load.txt" || true)
+[ "$failed" = 0 ] || die "$failed of $total requests of the load failed: $(sort "$work/load.txt" | uniq -c | tr '\n' ' ')"
+log "load during the whole loop: $total requests, 0 failed"
+compose_down || die "compose down failed"
 compose_cli=""
 
 # -- summary ---------------------------------------------------------------------------

