@@ -6,7 +6,9 @@ answered and what it answered, the request id if they sent it, and the
 time. An entry is written to a hidden temporary name in the same directory,
 flushed to disk and renamed to ``<time>-<random>.json`` in one step, so
 readers see whole entries or none, and any number of workers and replicas on
-a shared volume can write at once without locks (names never collide).
+a shared volume can write at once without locks (names never collide). A
+process killed mid-write leaves only a hidden temporary file, which readers
+ignore and the store removes once it is a minute old.
 
 The store is bounded: at ``FEEDBACK_MAX_ENTRIES`` entries or
 ``FEEDBACK_MAX_BYTES`` bytes it refuses new ones with ``507 Insufficient
@@ -42,6 +44,8 @@ __all__ = ["FeedbackEntry", "FeedbackFull", "FeedbackReadOnly", "FeedbackStore",
 log = logging.getLogger("model.feedback")
 
 SUFFIX = ".json"
+TMP_PREFIX = ".feedback."  # an entry being written: renamed to its name once whole
+STALE_SECONDS = 60.0  # a temporary file this old was left by a process killed mid-write
 RECOUNT_SECONDS = 2.0
 
 
@@ -101,11 +105,23 @@ class FeedbackStore:
         self._lock = threading.Lock()
 
     def _files(self) -> list[os.DirEntry]:
+        """Return the entries; on the way, remove the temporary files of writes that a killed
+        process left behind (older than ``STALE_SECONDS``; a write in progress is younger)."""
         try:
             with os.scandir(self.dir) as it:
-                return [e for e in it if e.name.endswith(SUFFIX) and not e.name.startswith(".")]
+                files = list(it)
         except FileNotFoundError:
             return []
+        stale_before = time.time() - STALE_SECONDS
+        for e in files:
+            if e.name.startswith(TMP_PREFIX) and e.name.endswith(".tmp"):
+                try:
+                    if e.stat().st_mtime < stale_before:
+                        os.unlink(e.path)
+                        log.warning("removed an unfinished feedback write", extra={"file": e.name})
+                except OSError:
+                    pass  # removed by another worker, or a read-only store
+        return [e for e in files if e.name.endswith(SUFFIX) and not e.name.startswith(".")]
 
     def usage(self, max_age: float = 0.0) -> tuple[int, int]:
         """Return (entries, bytes) stored, counted at most ``max_age`` seconds ago (plus this
@@ -145,7 +161,7 @@ class FeedbackStore:
                                "entries away")
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".feedback.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=TMP_PREFIX, suffix=".tmp")
         except OSError as exc:
             raise self._refusal(exc) from None
         try:

@@ -4,13 +4,15 @@ corrupt entries skipped; and train.py folding it into training."""
 import base64
 import io
 import json
+import os
 import threading
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from model.feedback import FeedbackStore, load_feedback
+from model.feedback import STALE_SECONDS, FeedbackStore, load_feedback
 from service import create_app
 from service.schemas import FeedbackResponse, FeedbackSummary
 
@@ -110,3 +112,16 @@ def test_many_writers_at_once_store_every_entry_exactly_once(tmp_path):
     assert len(ids) == len(set(ids)) == 400
     assert sorted(e.id for e in entries) == sorted(ids)
     assert not list((tmp_path / "shared").glob(".*"))  # no temporary file left behind
+
+
+def test_a_write_left_unfinished_by_a_killed_process_is_removed_once_stale(tmp_path):
+    store = FeedbackStore(tmp_path, max_entries=10, max_bytes=1 << 20)
+    store.add(np.zeros((28, 28), np.uint8), 3, "1", 3)
+    stale, fresh = tmp_path / ".feedback.abc.tmp", tmp_path / ".feedback.def.tmp"
+    stale.write_bytes(b'{"half')
+    fresh.write_bytes(b'{"being wri')
+    old = time.time() - 2 * STALE_SECONDS
+    os.utime(stale, (old, old))
+    assert store.usage()[0] == 1  # temporary files are not entries
+    assert not stale.exists() and fresh.exists()  # a write in progress is left alone
+    assert len(load_feedback(tmp_path)) == 1

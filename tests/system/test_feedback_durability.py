@@ -66,7 +66,11 @@ def test_acknowledged_feedback_survives_a_killed_worker_and_a_restart(tmp_path):
     assert len(acknowledged) > 50
     stored = {e.id for e in load_feedback(store)}
     assert set(acknowledged) <= stored  # nothing acknowledged was lost
-    assert not [p for p in store.iterdir() if p.name.startswith(".")]  # no half-written entry visible
+    # A write the kill interrupted is at most a hidden temporary file (readers skip it, the
+    # store removes it once stale: tests/service/test_feedback.py); never a half-written entry.
+    unfinished = [p.name for p in store.iterdir() if p.name.startswith(".")]
+    assert all(n.startswith(".feedback.") and n.endswith(".tmp") for n in unfinished), unfinished
+    assert len(unfinished) <= 2  # at most the killed worker's writes in flight (2 threads)
     (tmp_path / "again").mkdir()
     with live_server(env, tmp_path / "again", workers=1) as server:  # a restart reads what is there
         summary = requests.get(server.url + "/v1/feedback", timeout=10).json()
