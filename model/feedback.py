@@ -56,6 +56,9 @@ class FeedbackFull(RuntimeError):
 class FeedbackReadOnly(OSError):
     """The feedback directory cannot be written (a read-only deployment; the service answers 409)."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 30]"
+        return self.strerror or super().__str__()
+
 
 @dataclass(frozen=True)
 class FeedbackEntry:

@@ -61,6 +61,9 @@ class StoreReadOnly(OSError):
     """The artifacts directory cannot be written (a read-only mount): pins and rollouts are
     fixed by whoever deployed it."""
 
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 30]"
+        return self.strerror or super().__str__()
+
 
 _READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
