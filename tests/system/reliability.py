@@ -182,13 +182,18 @@ def soak(scenario: Scenario, seconds: float = 600, reloads: int = 200, slices: i
             raise RuntimeError("a worker was replaced during the soak")
     finally:
         server.stop()
-    # From after the second slice: the first slice warms the allocator, the first pins add the
-    # other version's metric series (each worker's Prometheus files grow once, by a few MB).
-    first, last = samples[min(2, len(samples) - 2)], samples[-1]
-    span = max(1, last["requests"] - first["requests"])
-    growth = [(b - a) / span * 10_000 for a, b in zip(first["rss_kb"], last["rss_kb"])]
-    # Also from there: prometheus-client opens a worker's histogram
+    # Growth from the early samples to the late ones, after the first slice (it warms the
+    # allocator). A worker's RSS swings by a model's size (about 5 MB for the MLP) with the
+    # pins, depending on whether the previous version was freed when sampled, so each end
+    # takes the lowest of its samples: a leak raises the floor, a swing does not.
+    after = samples[1:]
+    early, late = after[:max(1, len(after) // 2)], after[-max(1, len(after) // 2):]
+    span = max(1, late[-1]["requests"] - early[0]["requests"])
+    growth = [(min(s["rss_kb"][w] for s in late) - min(s["rss_kb"][w] for s in early)) / span * 10_000
+              for w in range(len(workers))]
+    # Also after the first slice: prometheus-client opens a worker's histogram
     # file (file + mmap, 2 fds) on that worker's first request, which may come late.
+    first, last = samples[1], samples[-1]
     fd_change = [b - a for a, b in zip(first["fds"], last["fds"])]
     report = {"requests": total, "failed": failed, "reloads": reloads, "samples": samples,
               "rss_growth_kb_per_10k": growth, "fd_change": fd_change}

@@ -42,7 +42,7 @@ def test_mixed_load_has_no_failures(scenario):
 
 
 def test_soak_memory_and_fds_stay_flat_across_200_reloads(scenario):
-    report = reliability.soak(scenario, seconds=40, reloads=200, slices=5)
+    report = reliability.soak(scenario, seconds=40, reloads=200, slices=8)
     assert report["failed"] == 0
     assert report["requests"] > 8000
     # Growth per 10k requests after warm-up: well under a megabyte per worker.
