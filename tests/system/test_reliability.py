@@ -45,8 +45,12 @@ def test_soak_memory_and_fds_stay_flat_across_200_reloads(scenario):
     report = reliability.soak(scenario, seconds=40, reloads=200, slices=8)
     assert report["failed"] == 0
     assert report["requests"] > 8000
-    # Growth per 10k requests after warm-up: well under a megabyte per worker.
-    assert all(g < 1024 for g in report["rss_growth_kb_per_10k"]), report["rss_growth_kb_per_10k"]
+    # Growth per 10k requests after warm-up. A worker's RSS swings by 3-5 MB between samples
+    # with the allocator's state across model reloads (measured: 81-86-81-86-81 MB, and floors
+    # of +3.0 and -2.5 MB over the same run), so a 40-second run resolves no better than
+    # about 5 MB per 10k requests (500 bytes a request); the long soak
+    # (python -m bench.reliability soak) is the finer check.
+    assert all(g < 5 * 1024 for g in report["rss_growth_kb_per_10k"]), report["rss_growth_kb_per_10k"]
     assert all(change <= 2 for change in report["fd_change"]), report["fd_change"]
 
 
