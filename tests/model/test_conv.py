@@ -11,10 +11,10 @@ import pytest
 
 from model.conv import Conv2D, MaxPool2D, col2im, im2col
 from model.layers import BatchNorm, Flatten
-from model.losses import softmax, softmax_cross_entropy
+from model.losses import softmax
 from model.network import Network, cnn_layers
 
-from test_losses import numeric_grad
+from test_losses import assert_layer_gradients, assert_network_gradients, numeric_grad
 
 
 def direct_conv(X, W, b, stride, padding):
@@ -94,16 +94,7 @@ def test_conv_gradients_match_finite_differences(kernel, stride, padding, bias):
     layer = Conv2D(2, 3, kernel, stride, padding, bias, rng, dtype=np.float64)
     X = rng.standard_normal((2, 2, 6, 7))
     G = rng.standard_normal((2, *layer.output_shape((2, 6, 7))))
-
-    def objective():
-        return float((layer.forward(X, training=True) * G).sum())
-
-    objective()
-    dX = layer.backward(G).copy()
-    grads = [g.copy() for g in layer.grads]
-    np.testing.assert_allclose(dX, numeric_grad(objective, X), rtol=1e-6, atol=1e-8)
-    for p, g in zip(layer.params, grads):
-        np.testing.assert_allclose(g, numeric_grad(objective, p), rtol=1e-6, atol=1e-8)
+    assert_layer_gradients(layer, X, G, rtol=1e-6)
 
 
 def test_first_conv_layer_skips_the_input_gradient_but_not_its_weights():
@@ -156,16 +147,7 @@ def test_batchnorm_gradients_match_finite_differences(shape):
     layer.params[1][...] = rng.standard_normal(3)
     X = rng.standard_normal(shape) * 3 + 1
     G = rng.standard_normal(shape)
-
-    def objective():
-        return float((layer.forward(X, training=True) * G).sum())
-
-    objective()
-    dX = layer.backward(G).copy()
-    grads = [g.copy() for g in layer.grads]
-    np.testing.assert_allclose(dX, numeric_grad(objective, X), rtol=1e-5, atol=1e-8)
-    for p, g in zip(layer.params, grads):
-        np.testing.assert_allclose(g, numeric_grad(objective, p), rtol=1e-5, atol=1e-8)
+    assert_layer_gradients(layer, X, G, rtol=1e-5)
 
 
 def test_batchnorm_normalises_in_training_and_uses_running_statistics_in_inference():
@@ -203,14 +185,7 @@ def test_cnn_gradients_match_finite_differences():
     net = small_cnn(rng)
     X = rng.standard_normal((5, 1, 8, 8))
     y = np.array([0, 1, 2, 1, 0])
-
-    def objective():
-        return softmax_cross_entropy(net.forward(X, training=True), y)[0]
-
-    net.loss_and_grads(X, y)
-    analytic = [g.copy() for g in net.grads]
-    for p, g in zip(net.params, analytic):
-        np.testing.assert_allclose(g, numeric_grad(objective, p), rtol=1e-4, atol=1e-7)
+    assert_network_gradients(net, X, y, rtol=1e-4, atol=1e-7)
 
 
 def test_inference_is_the_same_forward_pass_in_chunks():

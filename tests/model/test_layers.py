@@ -3,9 +3,8 @@ import pytest
 
 from model.layers import Dense, Dropout, ReLU
 from model.network import Network, mlp_layers
-from model.losses import softmax_cross_entropy
 
-from test_losses import numeric_grad
+from test_losses import assert_network_gradients, numeric_grad
 
 
 def test_dense_gradients_match_finite_differences():
@@ -66,14 +65,7 @@ def test_network_gradients_match_finite_differences(hidden):
     net = Network((8,), mlp_layers(hidden, 4), rng, dtype=np.float64)
     X = rng.standard_normal((5, 8))
     y = np.array([0, 1, 2, 3, 1])
-
-    def objective():
-        return softmax_cross_entropy(net.forward(X, training=True), y)[0]
-
-    net.loss_and_grads(X, y)
-    analytic = [g.copy() for g in net.grads]
-    for p, g in zip(net.params, analytic):
-        np.testing.assert_allclose(g, numeric_grad(objective, p), rtol=1e-5, atol=1e-8)
+    assert_network_gradients(net, X, y, rtol=1e-5, atol=1e-8)
 
 
 def test_single_sparse_row_matches_the_dense_path():

@@ -19,6 +19,30 @@ def numeric_grad(f, x, eps=1e-6):
     return g
 
 
+def assert_layer_gradients(layer, X, G, rtol, atol=1e-8):
+    """The layer's input and parameter gradients of sum(forward(X) * G) match finite differences."""
+    def objective():
+        return float((layer.forward(X, training=True) * G).sum())
+
+    objective()
+    dX = layer.backward(G).copy()
+    grads = [g.copy() for g in layer.grads]
+    np.testing.assert_allclose(dX, numeric_grad(objective, X), rtol=rtol, atol=atol)
+    for p, g in zip(layer.params, grads):
+        np.testing.assert_allclose(g, numeric_grad(objective, p), rtol=rtol, atol=atol)
+
+
+def assert_network_gradients(net, X, y, rtol, atol):
+    """The network's parameter gradients of its training loss match finite differences."""
+    def objective():
+        return softmax_cross_entropy(net.forward(X, training=True), y)[0]
+
+    net.loss_and_grads(X, y)
+    analytic = [g.copy() for g in net.grads]
+    for p, g in zip(net.params, analytic):
+        np.testing.assert_allclose(g, numeric_grad(objective, p), rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("scale", [1e-30, 1.0, 1e3, 1e30, 5e37])
 def test_softmax_is_finite_and_sums_to_one(scale):
     rng = np.random.default_rng(0)
