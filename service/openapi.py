@@ -82,6 +82,14 @@ _VERSION = {"name": "version", "in": "path", "required": True,
 _BEARER = [{"bearer": []}]
 
 
+def _admin_put(summary: str, operation: str, request: str, response: str) -> dict:
+    """A management call: admin token, a JSON body, 409 when the artifacts are read-only."""
+    return {"put": {
+        "tags": ["v1"], "summary": summary, "operationId": operation, "security": _BEARER,
+        "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
+        "responses": {"200": _json(_ref(response)), **_errors(400, 401, 403, 404, 409, 422)}}}
+
+
 def _v2_model_paths(suffix: str, params: list) -> dict:
     return {
         f"/v2/models/{{name}}{suffix}": {
@@ -149,25 +157,12 @@ def openapi_document(model_name: str = "mnist") -> dict:
             "tags": ["v1"], "summary": "Active model, available versions, load errors",
             "operationId": "listModels", "security": [{}, {"bearer": []}],
             "responses": {"200": _json(_ref("ModelsResponse")), **_errors(401)}}},
-        "/v1/models/active": {"put": {
-            "tags": ["v1"], "summary": "Pin a version ('latest' follows the newest)",
-            "operationId": "activateModel", "security": _BEARER,
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _ref("ActivateRequest")}}},
-            "responses": {"200": _json(_ref("ActivateResponse")),
-                          **_errors(400, 401, 403, 404, 422)}}},
-        "/v1/models/shadow": {"put": {
-            "tags": ["v1"], "summary": "Run a version as the shadow (compared, never answering); null stops",
-            "operationId": "setShadow", "security": _BEARER,
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _ref("ShadowRequest")}}},
-            "responses": {"200": _json(_ref("RolloutResponse")), **_errors(400, 401, 403, 404, 409, 422)}}},
-        "/v1/models/canary": {"put": {
-            "tags": ["v1"], "summary": "Let a version answer a share of clients; a null version stops",
-            "operationId": "setCanary", "security": _BEARER,
-            "requestBody": {"required": True,
-                            "content": {"application/json": {"schema": _ref("CanaryRequest")}}},
-            "responses": {"200": _json(_ref("RolloutResponse")), **_errors(400, 401, 403, 404, 409, 422)}}},
+        "/v1/models/active": _admin_put("Pin a version ('latest' follows the newest)", "activateModel",
+                                        "ActivateRequest", "ActivateResponse"),
+        "/v1/models/shadow": _admin_put("Run a version as the shadow (compared, never answering); null stops",
+                                        "setShadow", "ShadowRequest", "RolloutResponse"),
+        "/v1/models/canary": _admin_put("Let a version answer a share of clients; a null version stops",
+                                        "setCanary", "CanaryRequest", "RolloutResponse"),
         "/v1/feedback": {
             "post": {
                 "tags": ["v1"], "summary": "Send the right label for an image (stored for training)",
