@@ -131,11 +131,12 @@ _answer_children: dict[int, object] = {}
 def answers_given(X: np.ndarray, probs: np.ndarray, scores: np.ndarray) -> None:
     """Count answers by class and observe the drift histograms on up to ``DRIFT_ROWS`` rows."""
     top = probs.argmax(axis=1)
-    for k, n in zip(*np.unique(top, return_counts=True)):
-        child = _answer_children.get(int(k))
+    counts = np.bincount(top)  # a few microseconds less than np.unique on every answer
+    for k in np.flatnonzero(counts).tolist():
+        child = _answer_children.get(k)
         if child is None:
-            child = _answer_children[int(k)] = ANSWERS.labels(predicted=str(int(k)))
-        child.inc(int(n))
+            child = _answer_children[k] = ANSWERS.labels(predicted=str(k))
+        child.inc(int(counts[k]))
     n = len(top)
     rows = np.arange(n) if n <= DRIFT_ROWS else np.linspace(0, n - 1, DRIFT_ROWS).astype(int)
     confidence = probs[rows, top[rows]]
