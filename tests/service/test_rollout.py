@@ -183,3 +183,21 @@ def test_the_grafana_dashboard_plots_metrics_the_service_exports(settings, two_v
     used = {name for panel in dashboard["panels"] for target in panel["targets"]
             for name in re.findall(r"\b(mnist_[a-z_]+)", target["expr"])}
     assert used and used - exported <= {"mnist_feedback_total", "mnist_shadow_dropped_total"}, used - exported
+
+
+def test_drift_signals_count_every_answer_by_class(settings, two_versions):
+    from prometheus_client import REGISTRY
+
+    client = app_for(settings).test_client()
+    pin(client, "1")  # answers 3
+    sample = lambda name, **labels: REGISTRY.get_sample_value(name, labels) or 0.0  # noqa: E731
+    before = (sample("mnist_answers_total", predicted="3"), sample("mnist_confidence_count"),
+              sample("mnist_input_ink_fraction_count"))
+    client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
+    X = np.zeros((40, 784), np.float32)
+    client.post("/v2/models/mnist/infer", json={"inputs": [
+        {"name": "images", "datatype": "FP32", "shape": [40, 784], "data": X.ravel().tolist()}]})
+    after = (sample("mnist_answers_total", predicted="3"), sample("mnist_confidence_count"),
+             sample("mnist_input_ink_fraction_count"))
+    assert after[0] - before[0] == 41  # every answer, by the class answered
+    assert after[1] - before[1] == after[2] - before[2] == 1 + 16  # histograms: at most 16 rows a request
