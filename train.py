@@ -3,6 +3,7 @@
 
     python train.py [--arch cnn|mlp] [--dataset mnist] [--data-dir DIR] [--epochs N] [--seed S]
     python train.py evaluate ARTIFACT [--data-dir DIR]
+    python train.py export ARTIFACT --format onnx --out FILE [--check] [--data-dir DIR]
 
 A thin CLI: it parses flags, then calls the ``model`` package (data -> extra
 training digits -> network -> train -> calibrate -> evaluate -> publish) and
@@ -627,6 +628,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["evaluate"]:
             return run_evaluate(evaluate_parser().parse_args(argv[1:]))
+        if argv[:1] == ["export"]:  # to ONNX, for standard runtimes (evaluation/export_cli.py)
+            from evaluation.export_cli import main as export_main
+            return export_main(argv[1:])
         if argv[:1] == ["train"]:
             argv = argv[1:]
         return run_train(train_parser().parse_args(argv), argv)

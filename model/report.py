@@ -15,10 +15,11 @@ import numpy as np
 
 from .artifact import ArtifactMetadata
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "write_model_card"]
+__all__ = ["confusion_matrix", "per_class_accuracy", "record_export", "write_model_card"]
 
 CURVES_PNG = "curves.png"
 CONFUSION_PNG = "confusion.png"
+EXPORTS_HEADING = "## Exports"
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
@@ -218,4 +219,61 @@ def _digit_score_section(meta: ArtifactMetadata, notdigits: dict | None) -> list
                   f"| not-digits answered `digit` | {_pct(notdigits['notdigits_answered_digit'])} |",
                   f"| other handwriting answered `digit` | {_pct(notdigits['answered_digit_other'])} |",
                   f"| accuracy of those | {_pct(notdigits['accuracy_when_digit_other'])} |", ""]
+    return lines
+
+
+def record_export(directory: Path, facts: dict) -> None:
+    """Record an export (``model.export.export_onnx``'s facts, with ``parity`` if checked) in the
+    model card of ``directory``: ``exports`` in model-card.json, one per format (a new export of a
+    format replaces the old one), and an "Exports" section at the end of model-card.md, rewritten."""
+    directory = Path(directory)
+    card_path = directory / "model-card.json"
+    card = json.loads(card_path.read_text())
+    exports = [e for e in card.get("exports", []) if e.get("format") != facts["format"]] + [facts]
+    card["exports"] = exports
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    md_path = directory / "model-card.md"
+    lines = md_path.read_text().rstrip("\n").split("\n")
+    if EXPORTS_HEADING in lines:  # drop the old section: up to the next "## " heading or the end
+        start = lines.index(EXPORTS_HEADING)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines = lines[:start] + lines[end:]
+    while lines and not lines[-1]:
+        lines.pop()
+    md_path.write_text("\n".join(lines + [""] + _exports_section(exports)) + "\n")
+
+
+def _tensors(specs: list[dict]) -> str:
+    """Return "`name` FP32 [N, 10], ..." for tensor specs (-1: the batch dimension)."""
+    def shape(dims: list[int]) -> str:
+        return "[" + ", ".join("N" if d == -1 else str(d) for d in dims) + "]"
+
+    return ", ".join(f"`{t['name']}` {t['datatype']} {shape(t['shape'])}" for t in specs)
+
+
+def _exports_section(exports: list[dict]) -> list[str]:
+    """Return the model card's section on the exports of this version (``record_export``)."""
+    lines = [EXPORTS_HEADING, ""]
+    for e in exports:
+        lines += [f"- **{e['format'].upper()}**: `{e['file']}`, {e['bytes']:,} bytes, "
+                  f"SHA-256 `{e['sha256']}`; opset {e['opset']} (IR version {e['ir_version']}), "
+                  f"onnx {e['onnx']}",
+                  f"- inputs {_tensors(e['inputs'])}; outputs {_tensors(e['outputs'])}"]
+        if "command" in e:
+            lines.append(f"- made by `{e['command']}`")
+        parity = e.get("parity")
+        if parity:
+            verdict = "passed" if parity["passed"] else "FAILED"
+            lines += ["", f"Parity with the service's own answers (onnxruntime {parity['onnxruntime']}, CPU; "
+                          f"tolerance {parity['tolerance']:g}: {verdict}):", "",
+                      "| data | images | max abs diff, probabilities | max abs diff, digit score "
+                      "| same argmax |",
+                      "| --- | ---: | ---: | ---: | ---: |"]
+            rows = (("test", f"{parity['dataset']} test set"), ("uploads", "preprocessed uploads"))
+            for key, label in rows:
+                if key in parity:
+                    r = parity[key]
+                    lines.append(f"| {label} | {r['n']} | {r['max_abs_diff_probabilities']:.2e} | "
+                                 f"{r['max_abs_diff_digit_score']:.2e} | {r['argmax_agree']} of {r['n']} |")
+        lines.append("")
     return lines
