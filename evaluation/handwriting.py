@@ -35,12 +35,14 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["FONT_FILES", "SOURCES", "Source", "SourceUnavailable", "available", "load_source"]
+__all__ = ["FONT_FILES", "SOURCES", "Source", "SourceUnavailable", "available", "draw_glyph", "draws",
+           "font_paths", "has_ink", "load_source"]
 
 
 class SourceUnavailable(LookupError):
@@ -174,33 +176,70 @@ FONT_PACKAGES = ("fonts-dkg-handwriting fonts-bwht fonts-breip fonts-humor-sans 
                  "fonts-comic-neue fonts-dancingscript fonts-kaushanscript fonts-yusei-magic fonts-kiloji")
 
 
-def font_paths(names=FONT_FILES, dirs=FONT_DIRS) -> list[Path]:
-    """Return the installed files among ``names`` (searched under ``dirs``)."""
+def font_paths(names=FONT_FILES, dirs=None) -> list[Path]:
+    """Return the installed files among ``names``, in the order of ``names``; nothing else is used.
+
+    Each name is the first file of that name under ``dirs`` (default ``FONT_DIRS``), taken in
+    order and each searched in sorted order, so another copy elsewhere never changes the choice.
+    """
     found = {}
-    for d in dirs:
+    for d in FONT_DIRS if dirs is None else dirs:
         if d.is_dir():
-            for path in d.rglob("*"):
+            for path in sorted(d.rglob("*")):
                 if path.name in names and path.name not in found:
                     found[path.name] = path
     return [found[n] for n in names if n in found]
 
 
+# Fewer bright pixels than this is a dot or nothing: what a font may draw for a character it lacks.
+MIN_GLYPH_PIXELS = 30
+# A noncharacter no font maps: it draws the font's .notdef glyph (often a box), as does every
+# character the font lacks.
+_ABSENT = "\uffff"
+
+
+@lru_cache(maxsize=64)
+def _truetype(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), size)
+
+
+def draw_glyph(path: Path, char: str, slant: float = 0.0, size: int = 72) -> np.ndarray:
+    """Return ``char`` in the font at ``path``, white on black, sheared by ``slant`` about the
+    middle for an italic hand: float32 (3 size, 3 size)."""
+    canvas = Image.new("L", (3 * size, 3 * size), 0)
+    ImageDraw.Draw(canvas).text((size, size // 2), char, fill=255, font=_truetype(path, size))
+    if slant:
+        canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, (1, slant, -slant * 1.5 * size, 0, 1, 0),
+                                  resample=Image.Resampling.BILINEAR)
+    return np.asarray(canvas, np.float32)
+
+
+def has_ink(ink: np.ndarray) -> bool:
+    """Return whether a drawing has more than a dot of bright ink."""
+    return int((ink > 128).sum()) > MIN_GLYPH_PIXELS
+
+
+@lru_cache(maxsize=None)
+def draws(path: Path, char: str, size: int = 72) -> bool:
+    """Return whether the font at ``path`` has ``char``: drawn upright, it is more than a dot and
+    not the glyph the font draws for a character it lacks."""
+    ink = draw_glyph(path, char, size=size)
+    return has_ink(ink) and not np.array_equal(ink, draw_glyph(path, _ABSENT, size=size))
+
+
 def draw_font_digits(path: Path, slants=(0.0, 0.25), size: int = 72) -> list[tuple[np.ndarray, int]]:
-    """Return each digit of the font at ``path``, upright and slanted: [(image, label)]."""
-    font = ImageFont.truetype(str(path), size)
+    """Return each digit of the font at ``path``, upright and slanted: [(image, label)].
+
+    Raises
+    ------
+    ValueError : the font lacks a digit (every font of ``FONT_FILES`` was checked to have all ten).
+    """
     out = []
     for slant in slants:
         for label in range(10):
-            canvas = Image.new("L", (3 * size, 3 * size), 0)
-            ImageDraw.Draw(canvas).text((size, size // 2), str(label), fill=255, font=font)
-            if slant:  # an italic hand: shear about the middle
-                canvas = canvas.transform(canvas.size, Image.Transform.AFFINE,
-                                          (1, slant, -slant * 1.5 * size, 0, 1, 0),
-                                          resample=Image.Resampling.BILINEAR)
-            ink = np.asarray(canvas, np.float32)
-            if ink.max() < 128:
+            if not draws(path, str(label), size):
                 raise ValueError(f"{path.name} draws no glyph for {label}")
-            out.append((frame(ink), label))
+            out.append((frame(draw_glyph(path, str(label), slant, size)), label))
     return out
 
 

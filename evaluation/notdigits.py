@@ -21,6 +21,12 @@ AUROC of the score (digits against all not-digits and against each family),
 and with the verdict's thresholds: false rejects on MNIST and on the other
 handwriting, the share of not-digits answered ``digit``, and the accuracy of
 the answers whose verdict is ``digit``. Nothing here trains or selects anything.
+
+Letters and symbols are drawn only in the fonts named in ``FONT_FAMILIES``, whatever else
+is installed: the print fonts are matplotlib's own copy of DejaVu (so on every machine), the
+handwriting and Japanese fonts the system's, where installed. A font is never used for a
+character it lacks, so a family always has the number of images asked for, the same on
+every machine with the same fonts of its list; the report names them (``family_fonts``).
 """
 
 from __future__ import annotations
@@ -28,18 +34,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import matplotlib
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from model.data import scale_pixels
 from model.ood import Verdicts, auroc, verdicts
 from service.preprocessing import ImageError, preprocess
 
-from .handwriting import FONT_DIRS, SOURCES, SourceUnavailable, font_paths, frame, load_source
+from . import handwriting
+from .handwriting import (FONT_FILES, SOURCES, SourceUnavailable, draw_glyph, draws, font_paths, frame,
+                          has_ink, load_source)
 from .uploads import KINDS, rerender_set
 
-__all__ = ["FAMILIES", "Collected", "collect", "notdigit_images", "report", "summary_lines"]
+__all__ = ["FAMILIES", "FONT_FAMILIES", "Collected", "collect", "family_fonts", "notdigit_images", "report",
+           "summary_lines"]
 
 FAMILIES = ("clothing", "letters", "symbols", "doodles", "noise", "numbers")
 
@@ -47,9 +58,15 @@ FAMILIES = ("clothing", "letters", "symbols", "doodles", "noise", "numbers")
 LETTERS = "ACDEFHJKLMNPRTUVWXYacdefhkmnprtuvwxy"
 SYMBOLS = "+=#%&@$?*<>~→←↑★♥☺✓✗∞∑πΩλ€£¶§"
 KANA = "あかさなのやるをアカサネヤ木本日水火"
-PRINT_FONTS = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSans-Bold.ttf")
+PRINT_FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf", "DejaVuSerif.ttf")
 SYMBOL_FONTS = ("DejaVuSans.ttf",)
 KANA_FONTS = ("KleeOne-Regular.ttf", "YuseiMagic-Regular.ttf", "kiloji.ttf")
+# family -> (its characters, the only font files it is drawn in); a font draws those it has.
+FONT_FAMILIES = {"letters": (LETTERS, FONT_FILES + PRINT_FONTS),
+                 "symbols": (SYMBOLS + KANA, SYMBOL_FONTS + KANA_FONTS)}
+# Searched before the system's fonts: matplotlib (a dependency) ships DejaVu, the same files wherever
+# the same matplotlib is installed, while the system's copy may be another version or missing.
+BUNDLED_FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # float32 (n, 784) -> (probs, scores)
 
@@ -57,26 +74,35 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # float32 (n, 7
 # -- not-digit images (square uint8, white ink on black, any size) -----------------------
 
 
-def _glyphs(text: str, paths: list, rng: np.random.Generator, n: int, size: int = 72) -> list[np.ndarray]:
-    """Return ``n`` random characters of ``text`` drawn in random fonts of ``paths`` (those that have them)."""
-    out, tries = [], 0
-    while len(out) < n and tries < 20 * n and paths:
-        tries += 1
-        font = ImageFont.truetype(str(paths[int(rng.integers(len(paths)))]), size)
-        char = text[int(rng.integers(len(text)))]
-        canvas = Image.new("L", (3 * size, 3 * size), 0)
-        ImageDraw.Draw(canvas).text((size, size // 2), char, fill=255, font=font)
-        slant = float(rng.uniform(-0.2, 0.3))
-        canvas = canvas.transform(canvas.size, Image.Transform.AFFINE, (1, slant, -slant * 1.5 * size, 0, 1, 0),
-                                  resample=Image.Resampling.BILINEAR)
-        ink = np.asarray(canvas, np.float32)
-        if ink.max() >= 128 and (ink > 128).sum() > 30:  # a font without the glyph draws nothing or a dot
-            out.append(frame(ink))
+def _glyph_pool(family: str) -> dict[str, list[Path]]:
+    """Return {character: the installed fonts of its list that have it} for a family drawn in fonts,
+    in the order of its characters and fonts; a character none of them has is left out."""
+    text, names = FONT_FAMILIES[family]
+    paths = font_paths(names, (BUNDLED_FONT_DIR, *handwriting.FONT_DIRS))
+    pool = {char: [path for path in paths if draws(path, char)] for char in text}
+    return {char: fonts for char, fonts in pool.items() if fonts}
+
+
+def family_fonts(family: str) -> list[str]:
+    """Return the font files ``family`` is drawn in (none for a family not drawn in fonts)."""
+    if family not in FONT_FAMILIES:
+        return []
+    used = {path.name for fonts in _glyph_pool(family).values() for path in fonts}
+    return [name for name in FONT_FAMILIES[family][1] if name in used]
+
+
+def _glyphs(pool: dict[str, list[Path]], rng: np.random.Generator, n: int, size: int = 72
+            ) -> list[np.ndarray]:
+    """Return ``n`` random characters of ``pool``, each in a random font that has it (none if it is empty)."""
+    chars, out = list(pool), []
+    for _ in range(n if chars else 0):
+        char = chars[int(rng.integers(len(chars)))]
+        path = pool[char][int(rng.integers(len(pool[char])))]
+        ink = draw_glyph(path, char, float(rng.uniform(-0.2, 0.3)), size)
+        if not has_ink(ink):  # shearing can blur a thin glyph below the threshold; upright it has ink
+            ink = draw_glyph(path, char, 0.0, size)
+        out.append(frame(ink))
     return out
-
-
-def _fonts(names: Iterable[str]) -> list:
-    return font_paths(tuple(names), FONT_DIRS)
 
 
 def _doodle(rng: np.random.Generator, size: int = 140) -> np.ndarray:
@@ -180,8 +206,8 @@ def notdigit_images(family: str, n: int, seed: int = 0, fashion_test: np.ndarray
                     mnist_test: np.ndarray | None = None) -> list[np.ndarray]:
     """Return ``n`` not-digits of ``family`` (square uint8, white ink on black), the same for a seed.
 
-    Clothing needs ``fashion_test`` and numbers ``mnist_test`` (uint8 (m, 28, 28));
-    letters and symbols need fonts (fewer come back when none are installed).
+    Clothing needs ``fashion_test`` and numbers ``mnist_test`` (uint8 (m, 28, 28)); letters and
+    symbols are drawn in the installed fonts of their lists (none come back if there are none).
     """
     if family not in FAMILIES:
         raise KeyError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
@@ -190,11 +216,8 @@ def notdigit_images(family: str, n: int, seed: int = 0, fashion_test: np.ndarray
         if fashion_test is None:
             return []
         return list(fashion_test[rng.choice(len(fashion_test), min(n, len(fashion_test)), replace=False)])
-    if family == "letters":
-        return _glyphs(LETTERS, font_paths() + _fonts(PRINT_FONTS), rng, n)
-    if family == "symbols":
-        symbols = _glyphs(SYMBOLS, _fonts(SYMBOL_FONTS), rng, n - n // 3)
-        return symbols + _glyphs(KANA, _fonts(KANA_FONTS), rng, n // 3)
+    if family in FONT_FAMILIES:
+        return _glyphs(_glyph_pool(family), rng, n)
     if family == "doodles":
         return [_doodle(rng) for _ in range(n)]
     if family == "noise":
@@ -214,6 +237,7 @@ class Collected:
     refused: dict[str, int] = field(default_factory=dict)  # group or family -> uploads the preprocessing refused
     sent: dict[str, int] = field(default_factory=dict)  # group or family -> uploads rendered
     unavailable: dict[str, str] = field(default_factory=dict)
+    fonts: dict[str, list[str]] = field(default_factory=dict)  # family -> font files it was drawn in
 
 
 def _as_uploads(images: list[np.ndarray], labels: np.ndarray, per_kind: int, seed: int, kinds
@@ -260,8 +284,11 @@ def collect(mnist_test: np.ndarray, mnist_labels: np.ndarray, fashion_test: np.n
         if progress:
             progress(f"not digits: {family}")
         images = notdigit_images(family, n, seed, fashion_test, mnist_test)
+        if family in FONT_FAMILIES:
+            c.fonts[family] = family_fonts(family)
         if not images:
-            c.unavailable[family] = "no images (dataset or fonts missing)"
+            c.unavailable[family] = ("no font of its list is installed" if family in FONT_FAMILIES
+                                     else "no images (dataset missing)")
             continue
         X, _, sent, refused = _as_uploads(images, np.full(len(images), -1), per_kind, seed, kinds)
         c.notdigits[family], c.sent[family], c.refused[family] = X, sent, refused
@@ -291,7 +318,7 @@ def report(predict: Predict, c: Collected, thresholds: Verdicts | None = None) -
     out: dict = {"auroc": auroc(d_scores, all_n),
                  "auroc_by_family": {f: auroc(d_scores, s) for f, s in n_scores.items()},
                  "digits": {g: c.sent[g] for g in digits}, "notdigits": {f: c.sent[f] for f in notdigits},
-                 "refused": dict(c.refused), "unavailable": dict(c.unavailable)}
+                 "refused": dict(c.refused), "unavailable": dict(c.unavailable), "fonts": dict(c.fonts)}
     if thresholds is None:
         return out
     by_group = {}
@@ -339,6 +366,8 @@ def summary_lines(r: dict) -> list[str]:
                      f"{_pct(r['false_reject_other'])}; not-digits answered 'digit': "
                      f"{_pct(r['notdigits_answered_digit'])}; other handwriting answered 'digit' "
                      f"{_pct(r['answered_digit_other'])}, right {_pct(r['accuracy_when_digit_other'])} of those")
+    for family, names in r.get("fonts", {}).items():
+        lines.append(f"{family} drawn in {len(names)} font(s): {', '.join(names) or 'none installed'}")
     for name, why in r.get("unavailable", {}).items():
         lines.append(f"{name}: unavailable ({why})")
     return lines
