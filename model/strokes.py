@@ -77,13 +77,14 @@ def _zero(rng, narrow=False) -> Digit:
     return [loop]
 
 
-def _one(rng, flag=0.0, foot=False) -> Digit:
+def _one(rng, flag=0.0, foot=False, lead_in=False) -> Digit:
     top, bottom = (_u(rng, 0.28, 0.36), 0.0), (_u(rng, 0.26, 0.34), 1.0)
     strokes = []
     if flag:
         # Below the horizontal, to the left. A long flag is steep: drawn flat it would be a
-        # 7's bar (a 7 that a writer meant as a 1 is noise in the labels, not a style).
-        angle = np.deg2rad(_u(rng, 25, 60) if flag < 0.3 else _u(rng, 38, 62))
+        # 7's bar (a 7 that a writer meant as a 1 is noise in the labels, not a style). A
+        # lead-in is the pen's run up from below, most of the digit's height, steeper still.
+        angle = np.deg2rad(_u(rng, 45, 72) if lead_in else _u(rng, 25, 60) if flag < 0.3 else _u(rng, 38, 62))
         start = (top[0] - flag * np.cos(angle), top[1] + flag * np.sin(angle))
         strokes.append(_join(start, top, bottom))
     else:
@@ -191,6 +192,18 @@ def _eight(rng, waist=0.02) -> Digit:
     return [pts]
 
 
+def _nine_cursive(rng) -> Digit:
+    """The 9 in one stroke: from the stem's top round the loop anticlockwise, back to the stem
+    and down it, often ending in a tail to the left; the loop is sometimes left open."""
+    r = _u(rng, 0.2, 0.26)
+    joint = (0.3 + r, r * _u(rng, 0.8, 1.2))
+    gap = _u(rng, 20, 60) if rng.random() < 0.3 else 0.0
+    loop = _arc(0.3, r, r, r * _u(rng, 0.9, 1.1), 0, -360 + gap)[::1]
+    end = (joint[0] - _u(rng, 0.05, 0.15), 1.0)
+    tail = [_arc(end[0] - 0.12, 0.85, 0.12, 0.15, 30, 150)] if rng.random() < 0.6 else []
+    return [_join(joint, loop, joint, (joint[0] - 0.02, 0.6), end, *tail)]
+
+
 def _nine(rng, hooked=False) -> Digit:
     r = _u(rng, 0.2, 0.26)
     loop = _arc(0.3, r, r, r * _u(rng, 0.9, 1.1), _u(rng, -10, 10), _u(rng, 370, 390))
@@ -210,7 +223,8 @@ ALLOGRAPHS: dict[int, list[tuple[str, float, Allograph]]] = {
     1: [("1/plain", 0.5, _one), ("1/flag", 1.0, lambda r: _one(r, flag=_u(r, 0.15, 0.3))),
         ("1/long_flag", 1.5, lambda r: _one(r, flag=_u(r, 0.3, 0.5))),
         ("1/flag_foot", 1.5, lambda r: _one(r, flag=_u(r, 0.2, 0.45), foot=True)),
-        ("1/foot", 0.3, lambda r: _one(r, foot=True))],
+        ("1/foot", 0.3, lambda r: _one(r, foot=True)),
+        ("1/lead_in", 1.2, lambda r: _one(r, flag=_u(r, 0.5, 0.85), lead_in=True))],
     2: [("2/plain", 1.0, _two), ("2/loop", 1.2, lambda r: _two(r, "loop")), ("2/z", 0.6, lambda r: _two(r, "z"))],
     3: [("3/round", 1.0, _three), ("3/flat_top", 0.8, lambda r: _three(r, flat_top=True))],
     4: [("4/closed", 1.0, _four), ("4/open", 1.3, lambda r: _four(r, open_top=True)),
@@ -222,7 +236,8 @@ ALLOGRAPHS: dict[int, list[tuple[str, float, Allograph]]] = {
         ("7/serif_crossbar", 0.8, lambda r: _seven(r, crossbar=True, serif=True)),
         ("7/curved", 0.5, lambda r: _seven(r, curved=True))],
     8: [("8/figure", 1.0, _eight), ("8/thin_waist", 1.2, lambda r: _eight(r, waist=0.0))],
-    9: [("9/straight", 1.0, _nine), ("9/hooked", 0.8, lambda r: _nine(r, hooked=True))],
+    9: [("9/straight", 1.0, _nine), ("9/hooked", 0.8, lambda r: _nine(r, hooked=True)),
+        ("9/cursive", 1.0, _nine_cursive)],
 }
 ALLOGRAPH_NAMES = [name for digit in range(10) for name, _, _ in ALLOGRAPHS[digit]]
 
