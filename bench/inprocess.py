@@ -68,15 +68,15 @@ def main(argv: list[str] | None = None) -> None:
     for kind, items in payloads().items():
         rows.append((f"decode+preprocess {kind}", *timeit(preprocess, items)))
         rows.append((f"decode+preprocess+infer {kind}",
-                     *timeit(lambda b: model.predict(scale_pixels(preprocess(b)[None])), items)))
+                     *timeit(lambda b: model.predictor(scale_pixels(preprocess(b)[None])), items)))
     rows.append(("read a 4-digit number, 1-MP photo JPEG", *timeit(reader_for(model), _number_photos())))
     rng = np.random.default_rng(0)
     one = [rng.random((1, 784), dtype=np.float32) for _ in range(64)]
     many = [rng.random((256, 784), dtype=np.float32) for _ in range(8)]
-    rows.append(("forward batch 1", *timeit(net.predict_proba, one)))
-    median256, p90_256 = timeit(net.predict_proba, many)
+    rows.append(("forward batch 1", *timeit(model.predictor, one)))
+    median256, p90_256 = timeit(model.predictor, many)
     rows.append(("forward batch 256", median256, p90_256))
-    probs = model.predict(one[0])[0][0]
+    probs = model.predictor(one[0])[0][0]
     import orjson
     rows.append(("JSON encode prediction (orjson)",
                  *timeit(lambda p: orjson.dumps(prediction_body(p, labels, ref, 0.99, "digit")), [probs] * 64)))

@@ -1,4 +1,4 @@
-"""Model cards and plots written beside each artifact.
+"""Model cards and plots written beside each artifact, and the tables they share with the CLI.
 
 ``write_model_card`` produces ``model-card.json`` (everything, machine-readable),
 ``model-card.md`` (the same for people) and two PNGs: training/validation
@@ -13,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import ArtifactMetadata
+from model.artifact import ArtifactMetadata
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "record_export", "write_model_card"]
+from . import independent as independent_report
+
+__all__ = ["confusion_matrix", "markdown_table", "per_class_accuracy", "record_export", "text_table",
+           "write_model_card"]
 
 CURVES_PNG = "curves.png"
 CONFUSION_PNG = "confusion.png"
@@ -31,6 +34,19 @@ def per_class_accuracy(cm: np.ndarray) -> list[float]:
     """Return the recall of each class from a confusion matrix."""
     totals = cm.sum(axis=1)
     return [float(cm[i, i] / totals[i]) if totals[i] else 0.0 for i in range(len(cm))]
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    """Return a table as aligned plain text (the first column left, the others right)."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+                     for r in [header, *rows])
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """Return a table as Markdown lines."""
+    return (["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+            + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 
 def _plot_curves(history: list[dict], path: Path) -> None:
@@ -153,30 +169,15 @@ def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
 
 def _independent_section(report: dict) -> list[str]:
     """Return the model card's section on handwriting that is not MNIST's (evaluation.independent)."""
-    rows = ([("MNIST test", report["mnist_test"])] if "mnist_test" in report else [])
-    rows += list(report.get("sources", {}).items())
     lines = ["## Handwriting that is not MNIST's", "",
              "Evaluation only (never trained on or used to choose a model): each source's digits put into "
              "MNIST's form by the service's preprocessing (*as drawn*), and a sample rendered as every kind "
              f"of upload ({report.get('per_kind')} per kind) and sent through the service's decoding and "
-             "preprocessing (*as uploads*). Confident errors: wrong with confidence >= 0.9.", "",
-             "| source | digits | as drawn | ECE | as uploads | confident errors |",
-             "| --- | --- | --- | --- | --- | --- |"]
-    for name, r in rows:
-        lines.append(f"| {name} | {r['n']} | {_pct(r['accuracy'])} | {_pct(r['ece'])} | "
-                     f"{_pct(r['uploads']['accuracy'])} | {r['confident_errors']} of {r['errors']} |")
-    if "independent" in report:
-        ind = report["independent"]
-        lines.append(f"| **independent (mean)** | | **{_pct(ind['native_accuracy'])}** | | "
-                     f"**{_pct(ind['uploads_accuracy'])}** | |")
-    for name, why in report.get("unavailable", {}).items():
-        lines.append(f"| {name} | unavailable: {why} | | | | |")
-    kinds = list(rows[0][1]["uploads"]["by_kind"]) if rows else []
-    if kinds:
-        lines += ["", "| kind of upload | " + " | ".join(name for name, _ in rows) + " |",
-                  "| --- |" + " --- |" * len(rows)]
-        for kind in kinds:
-            lines.append(f"| {kind} | " + " | ".join(_pct(r["uploads"]["by_kind"][kind]) for _, r in rows) + " |")
+             "preprocessing (*as uploads*). Confident errors: wrong with confidence >= 0.9.", ""]
+    lines += markdown_table(*independent_report.table(report))
+    header, rows = independent_report.kind_table(report)
+    if rows:
+        lines += [""] + markdown_table(header, rows)
     return lines + [""]
 
 

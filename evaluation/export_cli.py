@@ -60,8 +60,7 @@ def parser() -> argparse.ArgumentParser:
 def service_answers(loaded: LoadedModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (probabilities (n, k), digit scores (n,)) as the service answers them
     (``service.digits._judge``: the artifact's score, else the top probability)."""
-    probs, scores = loaded.predict(X)
-    return probs, probs.max(axis=1) if scores is None else scores
+    return loaded.predictor(X)
 
 
 def compare(expected: tuple[np.ndarray, np.ndarray], got: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict:

@@ -27,17 +27,18 @@ from service.preprocessing import normalize_digit, preprocess
 from .handwriting import SOURCES, SourceUnavailable, load_source
 from .uploads import KINDS, rerender_set
 
-__all__ = ["ECE_BINS", "evaluate", "summary_lines"]
+__all__ = ["ECE_BINS", "evaluate", "kind_table", "table"]
 
 ECE_BINS = 15
 BATCH = 512
 
-Predict = Callable[[np.ndarray], np.ndarray]  # float32 (n, 784) -> probabilities (n, k)
+# float32 (n, 784) -> (probabilities (n, k), digit scores (n,)): a ``model.inference.Predictor``
+Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 def _classify(predict: Predict, digits: np.ndarray) -> np.ndarray:
     """Return the probabilities for uint8 (n, 28, 28) digits, in batches."""
-    out = [predict(scale_pixels(digits[i:i + BATCH])) for i in range(0, len(digits), BATCH)]
+    out = [predict(scale_pixels(digits[i:i + BATCH]))[0] for i in range(0, len(digits), BATCH)]
     return np.concatenate(out) if out else np.zeros((0, 10), np.float32)
 
 
@@ -79,7 +80,7 @@ def evaluate(predict: Predict, mnist_test: tuple[np.ndarray, np.ndarray] | None 
 
     Parameters
     ----------
-    predict : the model's ``predict_proba`` on float32 (n, 784) inputs.
+    predict : the model's predictor (``LoadedModel.predictor``) or any callable like it.
     mnist_test : (uint8 images (n, 28, 28), labels), evaluated the same way.
     per_kind : digits of each source rendered as each kind of upload.
     native_limit : classify at most this many digits per source natively
@@ -120,18 +121,27 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * x:.2f}%"
 
 
-def summary_lines(report: dict) -> list[str]:
-    """Return a plain-text table of a report: one line per source."""
-    lines = [f"{'source':<14}{'n':>7}{'native':>10}{'ECE':>8}{'uploads':>10}{'conf. errors':>14}"]
-    rows = ([("MNIST test", report["mnist_test"])] if "mnist_test" in report else [])
-    rows += list(report["sources"].items())
-    for name, r in rows:
-        lines.append(f"{name:<14}{r['n']:>7}{_pct(r['accuracy']):>10}{_pct(r['ece']):>8}"
-                     f"{_pct(r['uploads']['accuracy']):>10}{r['confident_errors']:>8} of {r['errors']}")
+def _rows(report: dict) -> list[tuple[str, dict]]:
+    return ([("MNIST test", report["mnist_test"])] if "mnist_test" in report else []) + list(report["sources"].items())
+
+
+def table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Return (header, rows) of a report, one row per source, then the mean and the sources that
+    were unavailable: the one layout the CLI prints and the model card shows."""
+    header = ["source", "digits", "as drawn", "ECE", "as uploads", "confident errors"]
+    rows = [[name, str(r["n"]), _pct(r["accuracy"]), _pct(r["ece"]), _pct(r["uploads"]["accuracy"]),
+             f"{r['confident_errors']} of {r['errors']}"] for name, r in _rows(report)]
     if "independent" in report:
         ind = report["independent"]
-        lines.append(f"{'independent':<14}{'':>7}{_pct(ind['native_accuracy']):>10}{'':>8}"
-                     f"{_pct(ind['uploads_accuracy']):>10}   (mean over {', '.join(ind['sources'])})")
-    for name, why in report["unavailable"].items():
-        lines.append(f"{name:<14} unavailable: {why}")
-    return lines
+        rows.append([f"independent (mean of {len(ind['sources'])})", "", _pct(ind["native_accuracy"]), "",
+                     _pct(ind["uploads_accuracy"]), ""])
+    rows += [[name, f"unavailable: {why}", "", "", "", ""] for name, why in report["unavailable"].items()]
+    return header, rows
+
+
+def kind_table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """Return (header, rows) of the accuracy per kind of upload (rows) and source (columns)."""
+    sources = _rows(report)
+    kinds = list(sources[0][1]["uploads"]["by_kind"]) if sources else []
+    return (["kind of upload"] + [name for name, _ in sources],
+            [[kind] + [_pct(r["uploads"]["by_kind"][kind]) for _, r in sources] for kind in kinds])

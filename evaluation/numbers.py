@@ -222,17 +222,16 @@ def evaluate(reader: Callable[[bytes], str | None], cases: list[tuple[str, bool,
 def reader_for(model, max_pixels: int = 40_000_000) -> Callable[[bytes], str | None]:
     """Return bytes -> the text the service reads (``service.numbers``) with a loaded artifact,
     None where it refuses the upload."""
-    from model.ood import CONFIDENCE_THRESHOLDS, Verdicts
     from service.numbers import read, read_image
     from service.preprocessing import ImageError
 
-    ood = model.metadata.ood
-    thresholds = Verdicts(**ood.thresholds.model_dump()) if ood else CONFIDENCE_THRESHOLDS
+    def assess(X):
+        return model.predictor.assess(X, model.thresholds)
 
     def reader(data: bytes) -> str | None:
         try:
             image, ink = read_image(data, max_pixels)
-            return read(image, ink, model.predict, model.labels, thresholds, 32).text
+            return read(image, ink, assess, model.labels, 32).text
         except ImageError:
             return None
 

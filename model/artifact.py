@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .data import INPUT_SHAPE, INPUT_SIZE, PIXEL_SCALE
 from .network import ACTIVATIONS, Network, mlp_layers
-from .ood import Scorer, predict
+from .inference import Predictor
+from .ood import CONFIDENCE_THRESHOLDS, Scorer, Verdicts
 
 __all__ = [
     "FORMAT",
@@ -313,14 +314,20 @@ class LoadedModel:
                      if ood.method == "mahalanobis" else None)
         return Scorer(ood.method, ood.platt, gaussians)
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return (class probabilities (n, k) over the labels, digit scores (n,) or None),
-        from one forward pass (``ood.predict``)."""
-        return predict(self.net, X, len(self.labels), self.scorer)
+    @property
+    def thresholds(self) -> Verdicts:
+        """The verdict's thresholds chosen when the model was trained (``ood``), or for a model
+        without a fitted score the confidence defaults (``ood.CONFIDENCE_THRESHOLDS``)."""
+        ood = self.metadata.ood
+        if ood is None:
+            return CONFIDENCE_THRESHOLDS
+        return Verdicts(ood.thresholds.not_a_digit_below, ood.thresholds.uncertain_below)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Return the calibrated class probabilities (n, k) over the labels."""
-        return self.predict(X)[0]
+    @functools.cached_property
+    def predictor(self) -> Predictor:
+        """The answers of this artifact: (probabilities over the labels, digit scores) for
+        float32 inputs (``inference.Predictor``, built on first use)."""
+        return Predictor(self.net, len(self.labels), self.scorer)
 
 
 def weights_sha256(arrays: list[np.ndarray]) -> str:

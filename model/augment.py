@@ -11,7 +11,12 @@ matches MNIST's black background. Then, per image and at random:
 - a coarse capture: the digit as a photo or scan only 8-16 pixels high would
   give it, enlarged back smoothly (blurred) or by repeating pixels (blocky);
 - a digit that ran off the picture: one side cut away, refitted to MNIST's
-  20-pixel box.
+  20-pixel box;
+- a bold marker: strokes one or two pixels wider all round;
+- a box filled the way old scanners normalised digits: the ink stretched to
+  fill a square (a 1 as wide as a 0) or a tall box, ignoring its aspect;
+- a 1-bit scan: the ink thresholded to two levels, at the full or (with a
+  coarse capture) the coarse resolution, so strokes come out blocky.
 
 Everything is vectorised over the batch (the cut refits per image) and drawn
 from the generator passed in, so a seed fixes every augmented image.
@@ -19,7 +24,7 @@ from the generator passed in, so a seed fixes every augmented image.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -28,22 +33,29 @@ from .mnistform import BOX, FIELD, area_average, centre, fit_box, linear_resize
 __all__ = ["PRESETS", "Augmenter", "AugmentConfig"]
 
 
+def _f(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class AugmentConfig:
     """Ranges of the random maps; zero disables a component."""
 
-    rotate_deg: float = 12.0  # rotation drawn from [-r, r]
-    scale: float = 0.12  # isotropic scale drawn from [1 - s, 1 + s]
-    shear: float = 0.15  # horizontal shear factor drawn from [-s, s]
-    shift_px: float = 2.5  # translation drawn from [-t, t] on each axis
-    elastic_alpha: float = 1.0  # RMS displacement of the elastic field, pixels
-    elastic_sigma: float = 4.0  # smoothness of the elastic field, pixels
-    thickness: float = 0.6  # stroke width change: blend towards a 3x3 dilation/erosion, up to this much
-    hflip: bool = False  # mirror half of the images left-right (clothes, not digits)
-    aspect: float = 0.0  # width scaled by exp(u), u drawn from [-a, a / 2] (narrow more than wide)
-    nib: float = 0.0  # share of pen changes made with a flat nib instead of a round tip
-    coarse: float = 0.0  # share of images captured at 8-16 px high and enlarged back
-    cut: float = 0.0  # share of images with 4-12% of one side cut off, as by the picture's edge
+    rotate_deg: float = _f(12.0, "rotation drawn from [-r, r]")
+    scale: float = _f(0.12, "isotropic scale drawn from [1 - s, 1 + s]")
+    shear: float = _f(0.15, "horizontal shear factor drawn from [-s, s]")
+    shift_px: float = _f(2.5, "translation drawn from [-t, t] on each axis")
+    elastic_alpha: float = _f(1.0, "RMS displacement of the elastic field, pixels")
+    elastic_sigma: float = _f(4.0, "smoothness of the elastic field, pixels")
+    thickness: float = _f(0.6, "stroke width change: blend towards a 3x3 dilation/erosion, up to this much")
+    hflip: bool = _f(False, "mirror half of the images left-right (clothes, not digits)")
+    aspect: float = _f(0.0, "width scaled by exp(u), u drawn from [-a, a / 2] (narrow more than wide)")
+    nib: float = _f(0.0, "share of pen changes made with a flat nib instead of a round tip")
+    coarse: float = _f(0.0, "share of images captured at 8-16 px high and enlarged back")
+    cut: float = _f(0.0, "share of images with 4-12% of one side cut off, as by the picture's edge")
+    bold: float = _f(0.0, "share of images drawn with a marker: one or two more 3x3 dilations")
+    fill: float = _f(0.0, "share of images stretched to fill a square or tall box (scanner normalisation)")
+    binarize: float = _f(0.0, "share of images thresholded to two levels (1-bit scans), coarse ones blocky")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +77,9 @@ PRESETS = {
 STYLE = AugmentConfig(rotate_deg=10.0, scale=0.1, shear=0.3, shift_px=2.0, elastic_alpha=0.8,
                       thickness=0.7, aspect=0.3, nib=0.3, coarse=0.12, cut=0.04)
 COARSE_HEIGHTS = tuple(range(8, 17))  # pixel heights of a coarse capture
+# The boxes a scanner stretched digits into, as width / height: a square (USPS- and
+# Semeion-like 16x16 cells) twice as often as a tall cell.
+FILL_ASPECTS = (1.0, 1.0, 0.75)
 
 
 def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
@@ -131,15 +146,25 @@ class Augmenter:
             amount = rng.uniform(-c.thickness, c.thickness, n).astype(np.float32)
             nibs = rng.integers(1, len(_NIBS), n) * (rng.random(n) < c.nib) if c.nib else None
             out = self._thicken(out, amount, nibs)
+        if c.bold:
+            for i in np.flatnonzero(rng.random(n) < c.bold):
+                for _ in range(int(rng.integers(1, 3))):
+                    out[i] = self._thicken(out[i:i + 1], np.ones(1, np.float32))[0]
+        if c.fill:
+            for i in np.flatnonzero(rng.random(n) < c.fill):
+                out[i] = _fill(out[i], float(rng.choice(FILL_ASPECTS)))
         if c.cut:
             for i in np.flatnonzero(rng.random(n) < c.cut):
                 out[i] = _cut(out[i], int(rng.integers(4)), rng.uniform(0.04, 0.12))
-        if c.coarse:
-            chosen = np.flatnonzero(rng.random(n) < c.coarse)
-            heights = rng.choice(COARSE_HEIGHTS, chosen.size)
-            blocky = rng.random(chosen.size) < 0.35
-            for i, height, block in zip(chosen, heights, blocky):
-                out[i] = _coarse(out[i], int(height), bool(block))
+        coarse = rng.random(n) < c.coarse if c.coarse else np.zeros(n, bool)
+        binary = rng.random(n) < c.binarize if c.binarize else np.zeros(n, bool)
+        for i in np.flatnonzero(coarse | binary):
+            level = float(rng.uniform(0.3, 0.6))
+            if coarse[i]:
+                out[i] = _coarse(out[i], int(rng.choice(COARSE_HEIGHTS)), bool(binary[i] or rng.random() < 0.35),
+                                 level if binary[i] else None)
+            else:
+                out[i] = _binarize(out[i], level)
         return out
 
     @staticmethod
@@ -202,9 +227,10 @@ _NIBS = [None,
          [(0, 0), (-1, -1), (1, 1)]]  # falling diagonal
 
 
-def _coarse(image: np.ndarray, height: int, blocky: bool) -> np.ndarray:
+def _coarse(image: np.ndarray, height: int, blocky: bool, binary: float | None = None) -> np.ndarray:
     """Return ``image`` as a capture ``height`` pixels high would show it once enlarged
-    back: area-averaged down, then interpolated (soft) or repeated (blocky) up, then
+    back: area-averaged down, thresholded at ``binary`` of its brightest pixel if given
+    (a 1-bit scan), then interpolated (soft) or repeated (blocky) up, then
     contrast-stretched as the service stretches uploads (typical stroke -> full ink)."""
     side = max(2, round(FIELD * height / BOX))
     down = area_average(FIELD, side)
@@ -213,13 +239,44 @@ def _coarse(image: np.ndarray, height: int, blocky: bool) -> np.ndarray:
         up[np.arange(FIELD), np.minimum(np.arange(FIELD) * side // FIELD, side - 1)] = 1.0
     else:
         up = linear_resize(side, FIELD)
-    M = up @ down
-    out = M @ image @ M.T
+    small = down @ image @ down.T
+    if binary is not None:
+        small = _binarize(small, binary)
+    out = up @ small @ up.T
     strokes = out[out > 0.5 * out.max()]
     # The 60th percentile of the strokes (nearest rank: partition is far cheaper than quantile).
     level = float(np.partition(strokes, int(0.6 * (strokes.size - 1)))[int(0.6 * (strokes.size - 1))]
                   ) if strokes.size else 255.0
     return np.clip(out * (255.0 / max(level, 1.0)), 0.0, 255.0)
+
+
+def _binarize(image: np.ndarray, level: float) -> np.ndarray:
+    """Return ``image`` with pixels above ``level`` of its brightest at full ink, the rest at 0."""
+    return np.where(image > level * float(image.max()), np.float32(255.0), np.float32(0.0))
+
+
+def _ink_box(image: np.ndarray) -> tuple[slice, slice] | None:
+    """Return the rows and columns of ``image``'s ink (pixels above 32), or None for a speck."""
+    mask = image > 32
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size < 4 or cols.size < 2:
+        return None
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def _fill(image: np.ndarray, aspect: float) -> np.ndarray:
+    """Return ``image``'s ink stretched to fill a box ``aspect`` (width / height) times as wide
+    as it is high, whatever its own shape, in MNIST's form: how scanners that normalised
+    digits to a fixed cell (16x16 and the like) stored them. A 1 becomes a slab."""
+    box = _ink_box(image)
+    if box is None:
+        return image
+    crop = image[box]
+    h, w = crop.shape
+    new_h, new_w = BOX, max(2, round(BOX * aspect))
+    rows = area_average(h, new_h) if new_h <= h else linear_resize(h, new_h)
+    cols = area_average(w, new_w) if new_w <= w else linear_resize(w, new_w)
+    return centre(np.clip(rows @ crop @ cols.T, 0.0, 255.0)).astype(np.float32)
 
 
 def _cut(image: np.ndarray, side: int, fraction: float) -> np.ndarray:

@@ -35,6 +35,7 @@ __all__ = [
     "DatasetError",
     "DatasetSpec",
     "IDXError",
+    "identify",
     "load_dataset",
     "parse_idx",
     "read_idx",
@@ -238,12 +239,29 @@ def _find_file(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def identify(directory: str | os.PathLike) -> str | None:
+    """Return which known dataset ``directory`` holds, by its test labels' checksum (a small
+    file; MNIST and Fashion-MNIST share file names), or None when it holds none of them whole."""
+    directory = Path(directory)
+    if not all(_find_file(directory, stem) for stem in FILES.values()):
+        return None
+    digest = hashlib.sha256(_read_bytes(_find_file(directory, FILES["test_labels"]))).hexdigest()
+    return next((name for name, spec in DATASETS.items() if spec.sha256[FILES["test_labels"]] == digest), None)
+
+
 def _locate(name: str, data_dir: str | os.PathLike | None) -> tuple[Path | None, list[Path]]:
-    """Return the first directory holding all four files, and every place looked."""
+    """Return the first directory holding all four files of ``name``, and every place looked.
+
+    A directory holding another known dataset's files (MNIST's four files where
+    Fashion-MNIST is looked for: they have the same names) is passed over; one
+    holding files of no known dataset is taken, and checked when loaded.
+    """
     looked = _candidate_dirs(name, data_dir)
     for directory in looked:
         if all(_find_file(directory, stem) for stem in FILES.values()):
-            return directory, looked
+            holds = identify(directory)
+            if holds is None or holds == name:
+                return directory, looked
     return None, looked
 
 
@@ -306,7 +324,11 @@ def load_dataset(
 
 
 def _not_found_message(spec: DatasetSpec, looked: Iterable[Path], error: Exception | None) -> str:
-    places = "\n  ".join(str(p) for p in looked)
+    def place(directory: Path) -> str:
+        holds = identify(directory) if directory.is_dir() else None
+        return f"{directory} (holds {holds}'s files)" if holds and holds != spec.name else str(directory)
+
+    places = "\n  ".join(place(p) for p in dict.fromkeys(looked))
     files = ", ".join(f"{stem}[.gz]" for stem in FILES.values())
     lines = [f"dataset {spec.name!r} not found. Looked for {files} in:\n  {places}"]
     if error is not None:

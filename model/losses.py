@@ -49,27 +49,37 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
-def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+def softmax_cross_entropy(logits: np.ndarray, y: np.ndarray, smoothing: float = 0.0
+                          ) -> tuple[float, np.ndarray]:
     """Return the mean cross-entropy of ``softmax(logits)`` and its gradient.
 
     Parameters
     ----------
     logits : ndarray of shape (n, k)
     y : integer ndarray of shape (n,), class indices in ``[0, k)``.
+    smoothing : label smoothing (Szegedy et al. 2016): the target is
+        ``1 - smoothing`` on the class and ``smoothing / (k - 1)`` on each other.
 
     Returns
     -------
-    loss : float, mean negative log-likelihood over the batch.
-    dlogits : ndarray of shape (n, k), ``(softmax(logits) - onehot(y)) / n``.
+    loss : float, mean cross-entropy against the (smoothed) targets over the batch.
+    dlogits : ndarray of shape (n, k), ``(softmax(logits) - target) / n``.
     """
-    n = logits.shape[0]
+    n, k = logits.shape
     if y.shape != (n,):
         raise ValueError(f"labels must have shape ({n},), got {y.shape}")
     rows = np.arange(n)
     log_probs = log_softmax(logits)
     # log_softmax is exact for the loss even when a probability underflows to 0.
     loss = float(-log_probs[rows, y].mean(dtype=np.float64))
+    if smoothing:
+        spread = smoothing / (k - 1)
+        loss = (1.0 - smoothing - spread) * loss - spread * float(log_probs.sum(axis=1).mean(dtype=np.float64))
     dlogits = np.exp(log_probs, out=log_probs)
-    dlogits[rows, y] -= 1.0
+    if smoothing:
+        dlogits -= spread
+        dlogits[rows, y] -= 1.0 - smoothing - spread
+    else:
+        dlogits[rows, y] -= 1.0
     dlogits /= n
     return loss, dlogits

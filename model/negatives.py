@@ -5,13 +5,16 @@ image is not a digit at all. This module makes training examples of that:
 letters and symbols, doodles and scribbles drawn from generated strokes, with
 the same pens, slants and wobble as ``strokes.py``'s digits (so that how an
 image is drawn never tells the network what it is), and Fashion-MNIST's
-training images of clothes, and two training digits side by side (a
-number is not *a* digit: ``/v1/read`` reads it). Letters and marks that are digits by shape (O, I,
+training images of clothes, two training digits side by side (a
+number is not *a* digit: ``/v1/read`` reads it) and fragments of training
+digits (a digit with part of its neighbour: what a misplaced cut through a
+number leaves, so that ``/v1/read``'s search scores such a cut low). Letters and marks that are digits by shape (O, I,
 l, S, Z, B, b, g, q; "!", whose dot vanishes at 28 pixels) are left out: a
 writer's O and 0 are the same picture.
 
     draw_negative(rng, kind=None)     -> uint8 (28, 28) in MNIST's form
     digit_pairs(digits, n, rng)       -> uint8 (n, 28, 28): two digits each, in MNIST's form
+    digit_fragments(digits, n, rng)   -> uint8 (n, 28, 28): a digit and part of its neighbour
     negative_set(...)                 -> a shuffled mix of all three
     NEGATIVE_KINDS                    the drawn kinds, each a function of the generator
 
@@ -27,7 +30,7 @@ import numpy as np
 from .mnistform import to_mnist_form
 from .strokes import Digit, _arc, _join, _line, _pen, _round_corners, _style, _u, render
 
-__all__ = ["NEGATIVE_KINDS", "NEGATIVE_NAMES", "digit_pairs", "draw_negative", "negative_set"]
+__all__ = ["NEGATIVE_KINDS", "NEGATIVE_NAMES", "digit_fragments", "digit_pairs", "draw_negative", "negative_set"]
 
 
 # -- letters (upper case, then lower case), in a box one unit tall ------------------------
@@ -272,6 +275,33 @@ def digit_pairs(digits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndar
         r0 = top + drop
         region = canvas[r0:r0 + right.shape[0], left.shape[1] + gap:]
         np.maximum(region, right, out=region)
+        out[i] = to_mnist_form(canvas)
+    return out
+
+
+# Fragments: what a cut through a written number leaves when it falls late, a digit with the
+# near part of its neighbour still attached (this share of the neighbour's width). A digit's
+# own left or right part is no fragment here: too many are digits by shape (an 8's right half
+# is a 3, a 4's a 1), which the network must not learn to reject.
+NEIGHBOUR_SHARE = (0.25, 0.5)
+
+
+def digit_fragments(digits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Return ``n`` pieces of ``digits`` (uint8 (m, 28, 28), MNIST training digits) that a
+    misplaced cut through a handwritten number gives: a digit with ``NEIGHBOUR_SHARE`` of the
+    next (or previous) one still attached, 0-2 pixels apart, in MNIST's form."""
+    out = np.empty((n, 28, 28), np.uint8)
+    for i in range(n):
+        main, other = (_ink_box(digits[j]) for j in rng.choice(len(digits), 2, replace=False))
+        k = max(2, int(round(other.shape[1] * rng.uniform(*NEIGHBOUR_SHARE))))
+        right = rng.random() < 0.5  # the neighbour's left part on the right, or its right part on the left
+        sliver = other[:, :k] if right else other[:, -k:]
+        gap = int(rng.integers(0, 3))
+        canvas = np.zeros((max(main.shape[0], sliver.shape[0]), main.shape[1] + gap + k), np.float64)
+        mx, sx = (0, main.shape[1] + gap) if right else (k + gap, 0)
+        canvas[:main.shape[0], mx:mx + main.shape[1]] = main
+        region = canvas[:sliver.shape[0], sx:sx + k]
+        np.maximum(region, sliver, out=region)
         out[i] = to_mnist_form(canvas)
     return out
 

@@ -5,8 +5,8 @@ A network is built from an input shape and a *layer list*, plain data such as
 "relu"}, ...]``; the same list is stored in the artifact, so a loaded network
 is rebuilt exactly. ``forward`` is the one pass through the layers, used for
 training (``training=True``: batch statistics, dropout, caches for
-``backward``) and for inference (``predict_proba``: running statistics, no
-caches). Serving shortcuts (a sparse first layer for one upload, buffer
+``backward``) and for inference (``infer``: running statistics, no caches,
+in chunks; ``inference.Predictor`` turns its logits into answers). Serving shortcuts (a sparse first layer for one upload, buffer
 reuse) live inside the layers.
 
 ``mlp_layers`` and ``cnn_layers`` return the layer lists of the two
@@ -21,7 +21,7 @@ import numpy as np
 
 from . import conv  # noqa: F401 - registers Conv2D and MaxPool2D in LAYERS
 from .layers import LAYERS, Layer, ReLU
-from .losses import softmax, softmax_cross_entropy
+from .losses import softmax_cross_entropy
 
 __all__ = ["ACTIVATIONS", "DEFAULT_CNN", "Network", "cnn_layers", "mlp_layers"]
 
@@ -97,7 +97,8 @@ class Network:
         ``{"kind": ..., **config}`` with a kind from ``layers.LAYERS``.
     rng : generator for initialisation and dropout masks; ``None`` gives
         zero weights (to be filled by ``set_arrays``, as when loading).
-    temperature : logits are divided by it in ``predict_proba``.
+    temperature : the calibration temperature (``inference.Predictor`` divides the
+        logits by it).
     """
 
     def __init__(self, input_shape: Sequence[int], layers: Iterable[Mapping], rng=None,
@@ -262,62 +263,37 @@ class Network:
         for layer in reversed(self.layers[self._first_trainable:]):
             d = layer.backward(d)
 
-    def loss_and_grads(self, X: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Run a training forward and backward pass; return (loss, logits)."""
+    def loss_and_grads(self, X: np.ndarray, y: np.ndarray, smoothing: float = 0.0) -> tuple[float, np.ndarray]:
+        """Run a training forward and backward pass; return (loss, logits) (``smoothing``: label
+        smoothing, ``losses.softmax_cross_entropy``)."""
         logits = self.forward(X, training=True)
-        loss, dlogits = softmax_cross_entropy(logits, y)
+        loss, dlogits = softmax_cross_entropy(logits, y, smoothing)
         self.backward(dlogits)
         return loss, logits
 
     # -- inference ----------------------------------------------------------
 
-    def logits(self, X: np.ndarray) -> np.ndarray:
-        """Return raw (uncalibrated) logits of shape (n, k) in a fresh array."""
-        X = self._batch(X)
-        n, step = X.shape[0], self.infer_batch
-        if n <= step:
-            return self.forward(X).copy()
-        out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        for start in range(0, n, step):
-            out[start:start + step] = self.forward(X[start:start + step])
-        return out
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Return calibrated class probabilities.
-
-        Parameters
-        ----------
-        X : ndarray of shape (n, *input_shape) or (n, d), pixels scaled as in training.
-
-        Returns
-        -------
-        probs : float32 ndarray of shape (n, k), rows summing to 1 (a new array).
-        """
-        out = self.logits(X)
-        if self.temperature != 1.0:
-            out *= 1.0 / self.temperature
-        return softmax(out, out=out)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Return the predicted class index for each row, shape (n,)."""
-        return self.logits(X).argmax(axis=1)
-
-    def logits_and_features(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return (logits (n, k), the last layer's inputs (n, d)) from one pass, fresh arrays.
-
-        The features are what a Mahalanobis score compares (``ood.py``).
+    def infer(self, X: np.ndarray, features: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+        """Return (logits (n, k), the last layer's inputs (n, d) or None) for inputs (n,
+        *input_shape) or (n, d): inference (running statistics, no caches), in chunks of
+        ``infer_batch`` rows, into fresh arrays. ``model.inference.Predictor`` turns
+        logits into answers; the features are what a Mahalanobis score compares.
         """
         X = self._batch(X)
         n, step = X.shape[0], self.infer_batch
+        if n <= step and not features:
+            return self.forward(X).copy(), None
         logits = np.empty((n, self.n_outputs), dtype=self.dtype)
-        features = np.empty((n, int(np.prod(self.shapes[-1]))), dtype=self.dtype)
+        feats = np.empty((n, int(np.prod(self.shapes[-1]))), dtype=self.dtype) if features else None
+        body, last = self.layers[:-1], self.layers[-1]
         for start in range(0, n, step):
             h = X[start:start + step]
-            for layer in self.layers[:-1]:
+            for layer in body:
                 h = layer.forward(h, False)
-            features[start:start + step] = h
-            logits[start:start + step] = self.layers[-1].forward(h, False)
-        return logits, features
+            if feats is not None:
+                feats[start:start + step] = h.reshape(len(h), -1)
+            logits[start:start + step] = last.forward(h, False)
+        return logits, feats
 
     def __repr__(self) -> str:
         return f"Network({self.input_shape}, {self.describe()}, {self.n_params:,} params)"

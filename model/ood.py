@@ -29,7 +29,7 @@ import numpy as np
 from .losses import softmax
 
 __all__ = ["CONFIDENCE_THRESHOLDS", "METHODS", "Verdicts", "auroc", "calibrated", "choose_thresholds", "fit_gaussians", "fit_platt",
-           "fit_scorer", "fpr_at_tpr", "predict", "raw_scores", "Scorer", "verdicts"]
+           "fit_scorer", "fpr_at_tpr", "raw_scores", "Scorer", "verdicts"]
 
 METHODS = ("msp", "energy", "mahalanobis", "outlier")
 VERDICTS = ("digit", "uncertain", "not_a_digit")
@@ -198,22 +198,6 @@ class Scorer:
         return raw if self.platt is None else calibrated(raw, *self.platt)
 
 
-def predict(net, X: np.ndarray, n_digits: int, scorer: Scorer | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Return (calibrated probabilities over the digits (n, n_digits), digit scores (n,) or None)
-    from one forward pass of ``net``; a "not a digit" output only informs the score."""
-    if scorer is not None and scorer.method == "mahalanobis":
-        logits, features = net.logits_and_features(X)
-    else:
-        logits, features = net.logits(X), None
-    z = logits[:, :n_digits] if logits.shape[1] > n_digits else logits
-    if net.temperature != 1.0:
-        z = z * (1.0 / net.temperature)
-    probs = softmax(np.ascontiguousarray(z, dtype=np.float32))
-    if scorer is None:
-        return probs, None
-    return probs, scorer(logits, n_digits, net.temperature, features)
-
-
 def fit_scorer(net, n_digits: int, digit_groups: dict[str, tuple[np.ndarray, np.ndarray, float]],
                negatives: dict[str, np.ndarray], gaussian_inputs: np.ndarray, gaussian_labels: np.ndarray,
                target_accuracy: float = 0.995) -> tuple[dict, dict[str, np.ndarray], dict[str, Scorer]]:
@@ -237,10 +221,10 @@ def fit_scorer(net, n_digits: int, digit_groups: dict[str, tuple[np.ndarray, np.
     """
     outlier_output = net.n_outputs == n_digits + 1
     T = net.temperature
-    digits = {g: net.logits_and_features(X) for g, (X, _, _) in digit_groups.items()}
+    digits = {g: net.infer(X, features=True) for g, (X, _, _) in digit_groups.items()}
     labels = np.concatenate([y for _, y, _ in digit_groups.values()])
-    negative_outputs = {family: net.logits_and_features(x) for family, x in negatives.items()}
-    gaussians = fit_gaussians(net.logits_and_features(gaussian_inputs)[1], gaussian_labels, n_digits)
+    negative_outputs = {family: net.infer(x, features=True) for family, x in negatives.items()}
+    gaussians = fit_gaussians(net.infer(gaussian_inputs, features=True)[1], gaussian_labels, n_digits)
     comparison, raws = [], {}
     for method in METHODS:
         if method == "outlier" and not outlier_output:

@@ -54,6 +54,7 @@ class TrainConfig:
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     keep_best: bool = True  # restore the weights of the best validation epoch
     average: float = 0.0  # decay of the weight average (0: evaluate the trained weights themselves)
+    label_smoothing: float = 0.0  # share of each target spread over the other classes
     seed: int = 0
 
     def as_dict(self) -> dict:
@@ -87,7 +88,7 @@ def evaluate(net: Network, images: np.ndarray, labels: np.ndarray, n_classes: in
     k = n_classes or net.n_outputs
     chunks = []
     for start in range(0, len(images), batch_size):
-        chunks.append(net.logits(scale_pixels(images[start:start + batch_size]))[:, :k])
+        chunks.append(net.infer(scale_pixels(images[start:start + batch_size]))[0][:, :k])
     logits = np.concatenate(chunks) if chunks else np.zeros((0, k), np.float32)
     log_probs = log_softmax(logits.astype(np.float64))
     loss = float(-log_probs[np.arange(len(labels)), labels].mean())
@@ -183,7 +184,7 @@ def train(
             for i in range(steps_per_epoch):
                 X, y = next(batches)
                 optimizer.lr = schedule(step)
-                loss, logits = net.loss_and_grads(X, y)
+                loss, logits = net.loss_and_grads(X, y, config.label_smoothing)
                 optimizer.step(params, grads)
                 if average is not None:
                     # The decay grows to its setting as steps accumulate, so a short run's

@@ -72,7 +72,8 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     tracing.init_app(app)  # after requestlog: its span continues the traceparent requestlog accepted
     admission.init_app(app)
     models = registry.init_app(app, ArtifactStore(settings.artifacts_dir, settings.model_name),
-                               settings.poll_interval if poll else None, settings.rollout_policy)
+                               settings.poll_interval if poll else None, settings.rollout_policy,
+                               (settings.not_a_digit_below, settings.uncertain_below))
     shadow.configure(models.shadow, settings.shadow_sample)
     app.extensions["feedback"] = FeedbackStore(settings.feedback_dir, settings.feedback_max_entries,
                                                settings.feedback_max_bytes)

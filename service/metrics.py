@@ -24,29 +24,25 @@ from . import procinfo
 
 __all__ = [
     "ACTIVE_VERSION",
-    "IMAGES",
-    "LATENCY",
-    "MODEL_LOADS",
-    "PREDICTIONS",
-    "REQUESTS",
-    "SHED",
     "ANSWERS",
-    "FEEDBACK",
     "CONFIDENCE",
     "DIGIT_SCORE",
+    "FEEDBACK",
+    "IMAGES",
     "INK",
+    "LATENCY",
+    "MODEL_LOADS",
     "READ_DIGITS",
     "SHADOW_COMPARISONS",
     "SHADOW_CONFUSIONS",
     "SHADOW_DROPPED",
-    "VERDICTS",
-    "predictions_done",
-    "answers_given",
+    "SHED",
+    "answered",
     "read_done",
-    "shadow_compared",
-    "shadow_stats",
     "render",
     "request_done",
+    "shadow_compared",
+    "shadow_stats",
 ]
 
 # In multiprocess mode every increment asks os.getpid() (a system call) whether
@@ -56,19 +52,20 @@ __all__ = [
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     values.ValueClass = values.MultiProcessValue(process_identifier=procinfo.pid)
 
-REQUESTS = Counter("mnist_http_requests_total", "HTTP requests by endpoint, method and status.",
-                   ["endpoint", "method", "status"])
-LATENCY = Histogram("mnist_http_request_duration_seconds", "Request latency by endpoint.",
-                    ["endpoint"],
+# Requests by endpoint, method and status, with their latency: the histogram's _count is the
+# number of requests, so no separate counter writes it again.
+LATENCY = Histogram("mnist_http_request_duration_seconds", "Request latency by endpoint, method and status "
+                    "(_count: requests).", ["endpoint", "method", "status"],
                     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-PREDICTIONS = Counter("mnist_predictions_total", "Images classified, by model version.", ["version"])
 IMAGES = Counter("mnist_image_errors_total", "Uploads rejected by preprocessing, by error code.",
                  ["code"])
-VERDICTS = Counter("mnist_verdicts_total", "Answers by verdict: digit, uncertain, not_a_digit.", ["verdict"])
 READ_DIGITS = Histogram("mnist_read_digits", "Digits per number read by /v1/read (the count is reads).",
                         buckets=(1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32))
-# Drift signals: what is answered, how surely, and what the inputs look like.
-ANSWERS = Counter("mnist_answers_total", "Answers by predicted class.", ["predicted"])
+# Every image answered, once: by the version that answered, the class and the verdict (sum over
+# labels for images per version, answers per class or per verdict). Drift signals: what is
+# answered (this counter), how surely, and what the inputs look like (the histograms).
+ANSWERS = Counter("mnist_answers_total", "Images answered, by model version, predicted class and verdict "
+                  "(digit, uncertain, not_a_digit).", ["version", "predicted", "verdict"])
 _SHARE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999)
 CONFIDENCE = Histogram("mnist_confidence", "Probability of the answered class (a sample of each request's "
                        "rows).", buckets=_SHARE_BUCKETS)
@@ -95,51 +92,46 @@ ACTIVE_VERSION = Gauge("mnist_model_active_version", "Version served by each wor
 
 # Label children by label values: ``labels()`` costs more than the increment it
 # precedes, on every request. (prometheus-client keeps every child anyway.)
-_request_children: dict[tuple[str, str, int], tuple] = {}
-_prediction_children: dict[str, object] = {}
-_verdict_children: dict[str, object] = {}
+_request_children: dict[tuple[str, str, int], object] = {}
+_answer_children: dict[tuple[str, int, str], object] = {}
 
 
 def request_done(endpoint: str, method: str, status: int, elapsed: float) -> None:
-    """Count one answered request and observe its latency."""
+    """Count one answered request and observe its latency (one histogram observation)."""
     key = (endpoint, method, status)
-    children = _request_children.get(key)
-    if children is None:
-        children = _request_children[key] = (
-            REQUESTS.labels(endpoint=endpoint, method=method, status=str(status)),
-            LATENCY.labels(endpoint=endpoint))
-    children[0].inc()
-    children[1].observe(elapsed)
-
-
-def predictions_done(version: str, n: int = 1, verdicts: list[str] | None = None) -> None:
-    """Count ``n`` images classified by model ``version``, and their verdicts."""
-    child = _prediction_children.get(version)
+    child = _request_children.get(key)
     if child is None:
-        child = _prediction_children[version] = PREDICTIONS.labels(version=version)
-    child.inc(n)
-    for verdict in set(verdicts or ()):
-        counter = _verdict_children.get(verdict)
-        if counter is None:
-            counter = _verdict_children[verdict] = VERDICTS.labels(verdict=verdict)
-        counter.inc(verdicts.count(verdict) if len(verdicts) > 1 else 1)
+        child = _request_children[key] = LATENCY.labels(endpoint=endpoint, method=method, status=str(status))
+    child.observe(elapsed)
 
 
-_answer_children: dict[int, object] = {}
+def _answer_child(version: str, k: int, verdict: str):
+    key = (version, k, verdict)
+    child = _answer_children.get(key)
+    if child is None:
+        child = _answer_children[key] = ANSWERS.labels(version=version, predicted=str(k), verdict=verdict)
+    return child
 
 
-def answers_given(X: np.ndarray, probs: np.ndarray, scores: np.ndarray) -> None:
-    """Count answers by class and observe the drift histograms on up to ``DRIFT_ROWS`` rows."""
-    top = probs.argmax(axis=1)
-    counts = np.bincount(top)  # a few microseconds less than np.unique on every answer
-    for k in np.flatnonzero(counts).tolist():
-        child = _answer_children.get(k)
-        if child is None:
-            child = _answer_children[k] = ANSWERS.labels(predicted=str(k))
-        child.inc(int(counts[k]))
-    n = len(top)
+def answered(version: str, X: np.ndarray, classes: np.ndarray, probs: np.ndarray, scores: np.ndarray,
+             verdicts: list[str]) -> None:
+    """Record the images answered by ``version``: count each by (version, class, verdict) and
+    observe the drift histograms on up to ``DRIFT_ROWS`` of them (evenly spaced)."""
+    n = len(classes)
+    if n == 1:  # one upload, the usual request: no counting by groups
+        k = int(classes[0])
+        _answer_child(version, k, verdicts[0]).inc()
+        CONFIDENCE.observe(float(probs[0, k]))
+        DIGIT_SCORE.observe(float(scores[0]))
+        INK.observe(float(np.count_nonzero(X[0] > 0.5)) / X[0].size)
+        return
+    groups: dict[tuple[int, str], int] = {}
+    for k, verdict in zip(classes.tolist(), verdicts):
+        groups[k, verdict] = groups.get((k, verdict), 0) + 1
+    for (k, verdict), count in groups.items():
+        _answer_child(version, k, verdict).inc(count)
     rows = np.arange(n) if n <= DRIFT_ROWS else np.linspace(0, n - 1, DRIFT_ROWS).astype(int)
-    confidence = probs[rows, top[rows]]
+    confidence = probs[rows, classes[rows]]
     ink = (X[rows] > 0.5).mean(axis=1)
     for c, s, i in zip(confidence.tolist(), scores[rows].tolist(), ink.tolist()):
         CONFIDENCE.observe(c)

@@ -37,7 +37,6 @@ import numpy as np
 from PIL import Image
 
 from model.data import scale_pixels
-from model.ood import Verdicts, verdicts
 
 from .imaging import image_of, otsu
 from .preprocessing import ImageError, decode_image, ink_map, to_mnist
@@ -74,7 +73,8 @@ class MarksOnly(ImageError):
     code = "no_digits"
 
 
-Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]  # float32 (n, 784) -> probs, scores
+# float32 (n, 784) -> (probabilities (n, k), digit scores (n,), verdicts): ``digits.assess``
+Assess = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, list[str]]]
 
 
 @dataclass(frozen=True)
@@ -119,8 +119,7 @@ def read_image(data: bytes, max_pixels: int) -> tuple[Image.Image, np.ndarray]:
     return image, ink_map(image, READ_SIDE)
 
 
-def read(image: Image.Image, ink: np.ndarray, predict: Predict, labels: list[str], thresholds: Verdicts,
-         max_digits: int) -> Reading:
+def read(image: Image.Image, ink: np.ndarray, assess: Assess, labels: list[str], max_digits: int) -> Reading:
     """Return the number written in ``image`` (its ``ink`` from ``read_image``).
 
     Raises ``TooManyDigits`` past ``max_digits`` and ``MarksOnly`` when nothing
@@ -141,7 +140,7 @@ def read(image: Image.Image, ink: np.ndarray, predict: Predict, labels: list[str
         raise TooManyDigits(f"more than {max_digits} digits in one image (found {len(digits_pieces)} pieces)")
 
     mask = ink > threshold
-    judge = _judge(ink, threshold, predict, thresholds)
+    judge = _judge(ink, threshold, assess)
     # First each piece whole (or joined with its neighbour); then, in a second batch, cut
     # only the pieces that do not read convincingly as one digit.
     options = _options(digits_pieces, mask, height, cut=())
@@ -161,7 +160,7 @@ def read(image: Image.Image, ink: np.ndarray, predict: Predict, labels: list[str
         k = int(p.argmax())
         entry = {"label": labels[k], "predicted_class": k, "confidence": float(p[k]),
                  "probabilities": p.tolist(), "box": to_upload(box), "digit_score": score,
-                 "verdict": verdict, "input": digit}
+                 "verdict": verdict, "input": digit, "probs": p}
         (left_out if verdict == "not_a_digit" else digits).append(entry)
     marks_out = [{"box": to_upload((m.x0, m.x1, m.y0, m.y1)), "kind": "mark"} for m in marks]
     marks_out += [{"box": d["box"], "kind": "not_a_digit", "digit_score": d["digit_score"]} for d in left_out]
@@ -247,7 +246,7 @@ def _rotate(ink: np.ndarray, angle: float) -> np.ndarray:
 Box = tuple[int, int, int, int]  # x0, x1, y0, y1 in working pixels (x1, y1 exclusive)
 
 
-def _judge(ink: np.ndarray, threshold: float, predict: Predict, thresholds: Verdicts):
+def _judge(ink: np.ndarray, threshold: float, assess: Assess):
     """Return judge(options, judged): ``judged`` with every candidate box of ``options`` not
     yet in it classified, in one batch: box -> (28x28 input, probabilities, digit score, verdict)."""
     def judge(options, judged: dict) -> dict:
@@ -255,11 +254,7 @@ def _judge(ink: np.ndarray, threshold: float, predict: Predict, thresholds: Verd
         if not boxes:
             return judged
         inputs = np.stack([to_mnist(ink[y0:y1, x0:x1], threshold) for x0, x1, y0, y1 in boxes])
-        probs, scores = predict(scale_pixels(inputs))
-        top = probs.max(axis=1)
-        if scores is None:
-            scores = top
-        said = verdicts(scores, top, thresholds)
+        probs, scores, said = assess(scale_pixels(inputs))
         return {**judged, **{box: (inputs[i], probs[i], float(scores[i]), said[i]) for i, box in enumerate(boxes)}}
     return judge
 

@@ -31,18 +31,20 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 
 from model.artifact import ArtifactMetadata, InvalidArtifact, LoadedModel, load_artifact, read_metadata
 from model.data import INPUT_SIZE
+from model.inference import Predictor
+from model.ood import Verdicts
 from model.store import LATEST, ArtifactStore, VersionEntry, VersionNotFound
 
 from . import metrics
 
-__all__ = ["LoadError", "ModelRegistry", "POLICIES", "ServedModel", "canary_bucket"]
+__all__ = ["LoadError", "ModelRegistry", "POLICIES", "ServedModel", "canary_bucket", "thresholds_in_effect"]
 
 POLICIES = ("newest", "staged")
 
@@ -59,21 +61,27 @@ def _signature(path: os.PathLike) -> Signature:
 
 @dataclass(frozen=True)
 class ServedModel:
-    """One validated, warmed-up version; immutable, shared by all threads."""
+    """One validated, warmed-up version; immutable, shared by all threads.
+
+    Everything an answer needs that depends only on the version and the
+    settings is here, computed once when the version loads: the predictor
+    (``model.inference``), the labels, the reference answers name it by and
+    the verdict's thresholds in effect.
+    """
 
     name: str
     version: str
     loaded: LoadedModel
     signature: Signature
     loaded_at: float
+    thresholds: Verdicts  # the settings' NOT_A_DIGIT_BELOW/UNCERTAIN_BELOW, else the model's own
+    predictor: Predictor = field(repr=False)
+    labels: list[str] = field(repr=False)
+    ref: dict = field(repr=False)  # {"name", "version"}: how an answer names its model
 
     @property
     def metadata(self) -> ArtifactMetadata:
         return self.loaded.metadata
-
-    @property
-    def labels(self) -> list[str]:
-        return self.loaded.metadata.labels
 
     @property
     def architecture(self) -> str:
@@ -81,14 +89,22 @@ class ServedModel:
         net = self.loaded.net
         return f"{net.arch.upper()}: {net.describe()}"
 
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Return (calibrated probabilities float32 (n, k), digit scores (n,) or None) for
-        inputs (n, 784), any architecture (``LoadedModel.predict``: one forward pass)."""
-        return self.loaded.predict(X)
+    def scoring(self) -> dict:
+        """Return how this version scores digit-ness and the thresholds in effect (/v1/models)."""
+        ood = self.metadata.ood
+        return {"method": ood.method if ood else "confidence",
+                "not_a_digit_below": self.thresholds.not_a_digit_below,
+                "uncertain_below": self.thresholds.uncertain_below,
+                "model_thresholds": ood.thresholds.model_dump() if ood else None}
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Return calibrated probabilities, float32 (n, k), for inputs (n, 784)."""
-        return self.loaded.predict(X)[0]
+
+def thresholds_in_effect(loaded: LoadedModel, overrides: tuple[float | None, float | None]) -> Verdicts:
+    """Return the verdict's thresholds: each override given (the settings'), else the model's own
+    (``LoadedModel.thresholds``)."""
+    own = loaded.thresholds
+    not_a_digit, uncertain = overrides
+    return Verdicts(own.not_a_digit_below if not_a_digit is None else not_a_digit,
+                    own.uncertain_below if uncertain is None else uncertain)
 
 
 @dataclass(frozen=True)
@@ -108,11 +124,13 @@ class ModelRegistry:
     """Loads versions from an ``ArtifactStore`` and holds the active one, and the shadow and
     canary versions of a rollout."""
 
-    def __init__(self, store: ArtifactStore, policy: str = "newest"):
+    def __init__(self, store: ArtifactStore, policy: str = "newest",
+                 thresholds: tuple[float | None, float | None] = (None, None)):
         if policy not in POLICIES:
             raise ValueError(f"unknown rollout policy {policy!r}; known: {POLICIES}")
         self.store = store
         self.policy = policy
+        self.thresholds = thresholds  # the settings' overrides of every version's own
         self._current: ServedModel | None = None
         self._shadow: ServedModel | None = None
         self._canary: tuple[ServedModel, float] | None = None
@@ -223,12 +241,14 @@ class ModelRegistry:
             if loaded.metadata.name != self.store.name:
                 raise InvalidArtifact(f"{entry.path}: artifact is named {loaded.metadata.name!r}, "
                                       f"expected {self.store.name!r}")
-            probs, scores = loaded.predict(np.zeros((2, INPUT_SIZE), np.float32))
-            if probs.shape != (2, len(loaded.labels)) or not np.isfinite(probs).all() \
-                    or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
-                raise InvalidArtifact(f"{entry.path}: warm-up prediction is not a probability vector")
-            if scores is not None and (scores.shape != (2,) or not ((scores >= 0) & (scores <= 1)).all()):
-                raise InvalidArtifact(f"{entry.path}: warm-up digit scores are not in [0, 1]")
+            predictor = loaded.predictor
+            for n in (1, 2):  # warms both the single-upload and the batch paths' buffers
+                probs, scores = predictor(np.zeros((n, INPUT_SIZE), np.float32))
+                if probs.shape != (n, len(loaded.labels)) or not np.isfinite(probs).all() \
+                        or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-4):
+                    raise InvalidArtifact(f"{entry.path}: warm-up prediction is not a probability vector")
+                if scores.shape != (n,) or not ((scores >= 0) & (scores <= 1)).all():
+                    raise InvalidArtifact(f"{entry.path}: warm-up digit scores are not in [0, 1]")
         except InvalidArtifact as exc:
             error = LoadError(entry.version, str(exc), datetime.now(timezone.utc).isoformat())
             self._failed[entry.version] = (signature, error)
@@ -239,7 +259,9 @@ class ModelRegistry:
         metrics.MODEL_LOADS.labels(result="success").inc()
         log.info("model loaded", extra={"version": entry.version,
                                         "ms": round(1000 * (time.perf_counter() - started), 1)})
-        return ServedModel(self.store.name, entry.version, loaded, signature, time.time())
+        return ServedModel(self.store.name, entry.version, loaded, signature, time.time(),
+                           thresholds_in_effect(loaded, self.thresholds), loaded.predictor,
+                           loaded.metadata.labels, {"name": self.store.name, "version": entry.version})
 
     def _failed_unchanged(self, entry: VersionEntry) -> bool:
         failed = self._failed.get(entry.version)
@@ -433,9 +455,10 @@ class ModelRegistry:
             self._thread = None
 
 
-def init_app(app, store: ArtifactStore, poll_interval: float | None, policy: str = "newest") -> ModelRegistry:
+def init_app(app, store: ArtifactStore, poll_interval: float | None, policy: str = "newest",
+             thresholds: tuple[float | None, float | None] = (None, None)) -> ModelRegistry:
     """Create the worker's registry, load the first model, start polling."""
-    registry = ModelRegistry(store, policy)
+    registry = ModelRegistry(store, policy, thresholds)
     registry.refresh()
     if poll_interval:
         registry.start(poll_interval)

@@ -77,7 +77,7 @@ class ShadowRunner:
         while True:
             shadow, answered_version, X, classes = self._queue.get()
             try:
-                probs, _ = shadow.predict(X)
+                probs, _ = shadow.predictor(X)
                 metrics.shadow_compared(shadow.version, classes, probs.argmax(axis=1))
             except Exception:  # noqa: BLE001 - the comparison thread must never die
                 log.exception("shadow comparison failed", extra={"version": shadow.version})

@@ -57,7 +57,7 @@ def predict_batch():
     served = current_model()
     items = digits.classify_batch(served, uploads, settings, with_input)
     g.model_version = served.version
-    return jsonify({"predictions": items, "model": digits.model_ref(served)})
+    return jsonify({"predictions": items, "model": served.ref})
 
 
 @bp.post("/read")
@@ -78,7 +78,7 @@ def list_models():
         "version": served.version if served else None,
         "pinned": registry.store.pinned(),
         "architecture": served.architecture if served else None,
-        "digit_score": digits.scoring(served, current_app.config["SETTINGS"]) if served else None,
+        "digit_score": served.scoring() if served else None,
         **_rollout(registry),
         "metadata": served.metadata.model_dump(mode="json") if served else None,
         "metrics": served.metadata.metrics.model_dump(mode="json") if served else None,

@@ -102,7 +102,7 @@ def infer(name: str, version: str | None = None):
     body, X, wanted = tensors.decode_request(
         request.get_data(cache=False), request.headers.get(tensors.HEADER_LENGTH),
         request.headers.get("Content-Encoding"), current_app.config["SETTINGS"].max_tensor_batch)
-    outputs = digits.infer(served, X, current_app.config["SETTINGS"])
+    outputs = digits.infer(served, X)
     g.model_version = served.version
     payload, content_type, headers = tensors.encode_response(body, wanted, served.name, served.version, outputs)
     return Response(payload, content_type=content_type, headers=headers)

@@ -9,7 +9,8 @@ import pytest
 
 from evaluation import handwriting
 from evaluation.handwriting import SourceUnavailable, draw_font_digits, font_paths, load_source
-from evaluation.independent import evaluate, summary_lines
+from evaluation.card import text_table
+from evaluation.independent import evaluate, table
 from evaluation.uploads import KINDS, _check_one, _kind_rng, _render, rerender_set
 
 from conftest import bundled_model
@@ -92,7 +93,7 @@ def test_uploads_refuse_images_that_are_not_square_digits():
 
 def test_report_has_every_source_kind_and_mean():
     model = bundled_model()
-    report = evaluate(model.predict_proba, sources=("optdigits", "pyclustering"), per_kind=2,
+    report = evaluate(model.predictor, sources=("optdigits", "pyclustering"), per_kind=2,
                       native_limit=30, kinds=("canvas_png", "photo_jpeg"), seed=4)
     assert sorted(report["sources"]) == ["optdigits", "pyclustering"]
     for result in report["sources"].values():
@@ -100,6 +101,7 @@ def test_report_has_every_source_kind_and_mean():
         assert result["uploads"]["n"] == 4 and set(result["uploads"]["by_kind"]) == {"canvas_png", "photo_jpeg"}
     mean = np.mean([r["uploads"]["accuracy"] for r in report["sources"].values()])
     assert report["independent"]["uploads_accuracy"] == pytest.approx(mean)
-    lines = summary_lines(report)
-    assert lines[1].startswith("optdigits") and lines[-1].startswith("independent")
+    header, rows = table(report)
+    assert header[0] == "source" and rows[0][0] == "optdigits" and rows[-1][0].startswith("independent")
+    assert text_table(header, rows).splitlines()[1].startswith("optdigits")
     assert report["sources"]["pyclustering"]["accuracy"] >= 0.8  # the easiest source, drawn clearly

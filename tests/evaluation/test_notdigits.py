@@ -67,6 +67,6 @@ def test_the_bundled_model_tells_digits_from_not_digits_as_uploads(tests_splits)
     loaded = bundled_model()
     c = collect(tests_splits[0], tests_splits[1], tests_splits[2], per_kind=1, sources=("pyclustering",))
     assert set(c.notdigits) == set(FAMILIES) and set(c.digits) == {"mnist", "pyclustering"}
-    r = report(loaded.predict, c, Verdicts(**loaded.metadata.ood.thresholds.model_dump()))
+    r = report(loaded.predictor, c, Verdicts(**loaded.metadata.ood.thresholds.model_dump()))
     assert r["auroc"] > 0.95
     assert r["false_reject_mnist"] <= 0.1 and r["notdigits_answered_digit"] < 0.25

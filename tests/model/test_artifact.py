@@ -37,7 +37,7 @@ def test_round_trip_gives_identical_predictions(tmp_path):
     path = save_artifact(tmp_path / "m.npz", net, meta)
     loaded = load_artifact(path)
     X = np.random.default_rng(0).random((50, 784), dtype=np.float32)
-    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+    np.testing.assert_array_equal(loaded.net.infer(X)[0], net.infer(X)[0])
     assert loaded.metadata == meta
     assert loaded.net.temperature == 1.7 and loaded.labels == list("0123456789")
     assert read_metadata(path) == meta
@@ -166,7 +166,7 @@ def test_cnn_round_trip_gives_identical_predictions(tmp_path):
     net, path = small_cnn_artifact(tmp_path)
     loaded = load_artifact(path)
     X = np.random.default_rng(1).random((20, 784), dtype=np.float32)
-    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+    np.testing.assert_array_equal(loaded.net.infer(X)[0], net.infer(X)[0])
     assert loaded.metadata.architecture.kind == "cnn"
     assert loaded.net.spec == net.spec
     with np.load(path, allow_pickle=False) as npz:
@@ -224,7 +224,7 @@ def test_version_1_artifacts_still_load_and_serve(tmp_path):
     assert loaded.net.spec == net.spec and loaded.net.temperature == 1.5
     X = np.random.default_rng(2).random((6, 784), dtype=np.float32)
     net.temperature = 1.5
-    np.testing.assert_allclose(loaded.predict_proba(X), net.predict_proba(X), rtol=1e-6)
+    np.testing.assert_allclose(loaded.net.infer(X)[0], net.infer(X)[0], rtol=1e-6)
     with pytest.raises(InvalidArtifact, match="SHA-256"):
         load_artifact(rewrite(path, tmp_path / "bad.npz", lambda m: m.update(W1=m["W1"] + np.float32(1))))
     with pytest.raises(InvalidArtifact, match="version-1 architecture"):

@@ -12,6 +12,7 @@ import pytest
 from model.conv import Conv2D, MaxPool2D, col2im, im2col
 from model.layers import BatchNorm, Flatten
 from model.losses import softmax
+from model.inference import Predictor
 from model.network import Network, cnn_layers
 
 from test_losses import assert_layer_gradients, assert_network_gradients, numeric_grad
@@ -197,23 +198,26 @@ def test_inference_is_the_same_forward_pass_in_chunks():
         net.forward(rng.random((16, 1, 28, 28), dtype=np.float32), training=True)
     whole = net.forward(X).copy()  # one call, no chunks
     net.infer_batch = 8
-    probs = net.predict_proba(X)
+    logits, features = net.infer(X, features=True)
+    np.testing.assert_allclose(logits, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.infer(X[3:4])[0], logits[3:4], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(net.layers[-1].forward(features), logits, rtol=1e-5, atol=1e-6)
+    probs, scores = Predictor(net, 10, fold=False)(X)
     np.testing.assert_allclose(probs, softmax(whole / 1.3), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(net.predict_proba(X[3:4]), probs[3:4], rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(net.predict(X), probs.argmax(axis=1))
+    np.testing.assert_array_equal(scores, probs.max(axis=1))
 
 
 def test_threads_sharing_a_network_get_their_own_answers():
     rng = np.random.default_rng(10)
     net = Network((1, 28, 28), cnn_layers(10, filters=(4, 8), kernels=(3, 3), dense=16), rng)
     inputs = [rng.random((n, 784), dtype=np.float32) for n in (1, 3, 5, 7)]
-    expected = [net.predict_proba(x) for x in inputs]
+    expected = [net.infer(x)[0] for x in inputs]
     failures = []
 
     def worker(i):
         for _ in range(30):
-            if not np.allclose(net.predict_proba(inputs[i]), expected[i], rtol=1e-5, atol=1e-7):
+            if not np.allclose(net.infer(inputs[i])[0], expected[i], rtol=1e-5, atol=1e-6):
                 failures.append(i)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
@@ -230,7 +234,7 @@ def test_layer_list_rebuilds_the_same_network():
     copy = Network(net.input_shape, net.spec)
     copy.set_arrays(net.arrays())
     X = rng.random((4, 64), dtype=np.float32)
-    np.testing.assert_array_equal(copy.predict_proba(X), net.predict_proba(X))
+    np.testing.assert_array_equal(copy.infer(X)[0], net.infer(X)[0])
     assert net.arch == "cnn" and "conv3x3x2" in net.describe()
     assert sorted(net.arrays()) == sorted(copy.arrays())
 

@@ -73,10 +73,9 @@ def test_single_sparse_row_matches_the_dense_path():
     net = Network((784,), mlp_layers([64], 10), rng)
     X = np.zeros((3, 784), np.float32)
     X[:, rng.choice(784, 120, replace=False)] = rng.random((3, 120), dtype=np.float32)
-    dense = net.predict_proba(X)  # batch of 3: dense GEMM
+    dense = net.infer(X)[0]  # batch of 3: dense GEMM
     for i in range(3):
-        single = net.predict_proba(X[i:i + 1])  # one row, 15% ink: sparse path
-        np.testing.assert_allclose(single, dense[i:i + 1], rtol=1e-5, atol=1e-7)
+        single = net.infer(X[i:i + 1])[0]  # one row, 15% ink: sparse path
+        np.testing.assert_allclose(single, dense[i:i + 1], rtol=1e-5, atol=1e-6)
     full = rng.random((1, 784), dtype=np.float32)  # dense row: the ordinary path
-    np.testing.assert_allclose(net.predict_proba(full), net.predict_proba(np.repeat(full, 2, 0))[:1],
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(net.infer(full)[0], net.infer(np.repeat(full, 2, 0))[0][:1], rtol=1e-5, atol=1e-6)

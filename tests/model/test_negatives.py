@@ -65,6 +65,6 @@ def test_the_bundled_model_says_not_a_digit_to_most_drawn_negatives():
     loaded = bundled_model()
     rng = np.random.default_rng(4)
     images = scale_pixels(np.stack([draw_negative(rng) for _ in range(300)]))
-    _, scores = loaded.predict(images)
+    _, scores = loaded.predictor(images)
     rejected = (scores < loaded.metadata.ood.thresholds.not_a_digit_below).mean()
     assert rejected > 0.9

@@ -9,8 +9,9 @@ from model.artifact import InvalidArtifact, build_metadata, load_artifact, save_
 from model.data import scale_pixels
 from model.negatives import draw_negative
 from model.network import Network, cnn_layers
+from model.inference import Predictor
 from model.ood import (METHODS, Verdicts, auroc, calibrated, choose_thresholds, fit_gaussians, fit_platt,
-                       fit_scorer, fpr_at_tpr, predict, raw_scores, verdicts)
+                       fit_scorer, fpr_at_tpr, raw_scores, verdicts)
 
 from conftest import RESOURCES, bundled_model
 from test_artifact import edit_metadata, rewrite
@@ -115,10 +116,10 @@ def test_fit_scorer_compares_methods_and_its_choice_round_trips_through_the_arti
     path = save_artifact(tmp_path / "m.npz", net, meta, arrays)
     loaded = load_artifact(path)
     assert loaded.metadata.ood.thresholds.model_dump() == block["thresholds"]
-    probs, scores = loaded.predict(digits[:7])
+    probs, scores = loaded.predictor(digits[:7])
     assert probs.shape == (7, 10) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
     assert scores.shape == (7,) and (scores >= 0).all() and (scores <= 1).all()
-    assert np.array_equal(scores, predict(net, digits[:7], 10, loaded.scorer)[1])
+    assert np.array_equal(scores, Predictor(net, 10, loaded.scorer)(digits[:7])[1])
 
 
 def _ood_artifact(tmp_path, method="energy"):
@@ -169,7 +170,7 @@ def test_a_tampered_ood_block_is_rejected(tmp_path, case):
 @pytest.mark.parametrize("method", ["msp", "energy", "mahalanobis", "outlier"])
 def test_each_method_loads_and_scores(tmp_path, method):
     loaded = load_artifact(_ood_artifact(tmp_path, method))
-    probs, scores = loaded.predict(np.random.default_rng(0).random((3, 784), np.float32))
+    probs, scores = loaded.predictor(np.random.default_rng(0).random((3, 784), np.float32))
     assert probs.shape == (3, 10) and scores.shape == (3,) and ((0 <= scores) & (scores <= 1)).all()
 
 
@@ -182,7 +183,7 @@ def test_the_bundled_score_ranks_a_digit_above_a_scribble_above_noise():
     rng = np.random.default_rng(6)
     scribbles = scale_pixels(np.stack([draw_negative(rng, "scribble") for _ in range(100)]))
     noise = rng.random((100, 784)).astype(np.float32)
-    d, s, n = (loaded.predict(x)[1] for x in (digits, scribbles, noise))
+    d, s, n = (loaded.predictor(x)[1] for x in (digits, scribbles, noise))
     assert all(((0 <= x) & (x <= 1)).all() for x in (d, s, n))
     assert d.min() > np.median(s) > np.median(n)
     assert auroc(d, s) > 0.95 and auroc(d, n) == 1.0

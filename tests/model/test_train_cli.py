@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 
@@ -5,6 +6,7 @@ import numpy as np
 import pytest
 
 import train
+from model import recipes
 from model.artifact import load_artifact
 from model.store import ArtifactStore
 
@@ -86,16 +88,31 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "not found" in capsys.readouterr().err
 
 
+def recipe(*flags):
+    return recipes.with_flags(train.parser().parse_args(list(flags)))
+
+
 def test_augmentation_defaults_follow_the_dataset_and_recipe():
-    args = train.train_parser().parse_args(["--dataset", "fashion-mnist", "--shift", "1"])
-    config = train.augment_config(args)
+    config = recipe("--dataset", "fashion-mnist", "--shift", "1").augment
     assert config.hflip and config.rotate_deg == 0 and config.shift_px == 1 and not config.coarse
-    config = train.augment_config(train.train_parser().parse_args(["--arch", "mlp"]))
+    config = recipe("--arch", "mlp").augment
     assert not config.hflip and config.rotate_deg == 12 and config.elastic_alpha == 1.0 and not config.coarse
-    config = train.augment_config(train.train_parser().parse_args([]))  # the CNN recipe: styles
-    assert config.coarse > 0 and config.nib > 0 and config.shear == 0.3
-    fashion = train.train_parser().parse_args(["--dataset", "fashion-mnist"])
-    assert train.recipe_value(fashion, "synthetic") == 0 and train.recipe_value(fashion, "epochs") == train.recipe_value(train.train_parser().parse_args([]), "epochs")
+    config = recipe().augment  # the CNN recipe: styles
+    assert config == recipes.RECIPES["cnn"].augment and config.coarse > 0 and config.nib > 0
+    fashion = recipe("--dataset", "fashion-mnist")
+    assert fashion.synthetic == fashion.negatives == 0 and fashion.epochs == recipe().epochs
+    assert recipe("--no-augment").augment is None and recipe("--fill", "0.5").augment.fill == 0.5
+
+
+def test_every_recipe_setting_is_a_flag_with_its_default_in_one_place():
+    """A flag left out means the recipe's value; given, it wins (the defaults live in Recipe only)."""
+    assert recipe() == recipes.RECIPES["cnn"] and recipe("--arch", "mlp") == recipes.RECIPES["mlp"]
+    changed = recipe("--epochs", "3", "--filters", "8,16", "--kernels", "3,3", "--label-smoothing", "0.1")
+    assert (changed.epochs, changed.filters, changed.label_smoothing) == (3, (8, 16), 0.1)
+    help_text = train.parser().format_help()
+    for field in dataclasses.fields(recipes.Recipe):
+        if field.name not in ("arch", "augment"):
+            assert f"--{field.name.replace('_', '-')}" in help_text
 
 
 def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys):
@@ -108,7 +125,7 @@ def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys)
             "--no-plots"] + ([] if real else ["--no-verify"])
     assert train.main(args) == 0
     out = capsys.readouterr().out
-    assert "added 100 stroke-drawn digits and" in out and "CNN conv5x5x4 pool2 bn relu" in out
+    assert "training set: mnist 1500, synthetic 100, edited" in out and "CNN conv5x5x4 pool2 bn relu" in out
     loaded = load_artifact(tmp_path / "artifacts" / "mnist" / "1" / "model.npz")
     assert loaded.metadata.architecture.kind == "cnn"
     config = loaded.metadata.training["config"]

@@ -59,10 +59,8 @@ def png(ink: np.ndarray, scale: int = SCALE, dark_on_light: bool = True, angle: 
 
 def read_bytes(data: bytes, max_digits: int = 32):
     model = bundled_model()
-    ood = model.metadata.ood
-    verdicts = Verdicts(**ood.thresholds.model_dump()) if ood else CONFIDENCE_THRESHOLDS
     image, ink = read_image(data, 40_000_000)
-    return read(image, ink, model.predict, model.labels, verdicts, max_digits)
+    return read(image, ink, lambda X: model.predictor.assess(X, model.thresholds), model.labels, max_digits)
 
 
 def assert_boxes(got, expected, scale=SCALE, slack=3):

@@ -34,7 +34,7 @@ def test_follows_newest_valid_version(store):
     corrupt_version(store, "3")
     assert registry.refresh().version == "2"
     assert registry.last_error.version == "3"
-    assert registry.current().predict_proba(__import__("numpy").zeros((1, 784))).argmax() == 2
+    assert registry.current().predictor(__import__("numpy").zeros((1, 784), "float32"))[0].argmax() == 2
 
 
 def test_failed_version_is_retried_only_when_its_file_changes(store, monkeypatch):

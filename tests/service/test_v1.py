@@ -291,9 +291,9 @@ def test_metrics_count_requests_and_predictions(client):
     client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
     client.post("/v1/predict", data=b"junk", content_type="image/png")
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'mnist_http_requests_total{endpoint="v1.predict",method="POST",status="200"}' in text
-    assert 'mnist_http_requests_total{endpoint="v1.predict",method="POST",status="400"}' in text
-    assert 'mnist_predictions_total{version="1"}' in text
+    assert 'mnist_http_request_duration_seconds_count{endpoint="v1.predict",method="POST",status="200"}' in text
+    assert 'mnist_http_request_duration_seconds_count{endpoint="v1.predict",method="POST",status="400"}' in text
+    assert 'mnist_answers_total{predicted="3",verdict="digit",version="1"}' in text
     assert 'mnist_model_loads_total{result="success"}' in text
     assert 'mnist_image_errors_total{code="invalid_image"}' in text
     assert "mnist_http_request_duration_seconds_bucket" in text

@@ -2,6 +2,7 @@
 and what the bundled model says to real digits and to things that are not digits."""
 
 import io
+import re
 import math
 
 import numpy as np
@@ -75,10 +76,10 @@ def test_thresholds_out_of_range_are_refused_at_startup():
 
 
 def verdict_count(client, verdict: str) -> float:
-    """Return the /metrics count of answers with ``verdict`` (the registry is per process)."""
-    prefix = f'mnist_verdicts_total{{verdict="{verdict}"}} '
-    lines = [line for line in client.get("/metrics").get_data(as_text=True).splitlines() if line.startswith(prefix)]
-    return float(lines[0][len(prefix):]) if lines else 0.0
+    """Return the /metrics count of answers with ``verdict``, over versions and classes (the
+    registry is per process)."""
+    pattern = re.compile(r'^mnist_answers_total\{[^}]*verdict="' + verdict + r'"[^}]*\} (\S+)$', re.M)
+    return sum(float(v) for v in pattern.findall(client.get("/metrics").get_data(as_text=True)))
 
 
 def test_batch_items_and_metrics_carry_verdicts(scored_settings):

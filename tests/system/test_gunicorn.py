@@ -96,8 +96,8 @@ def test_every_prediction_goes_through_the_view_and_the_data_plane(server):
                                 headers={"Content-Type": "image/png"}, timeout=10).ok
     time.sleep(1.0)  # the access log is written in batches (ACCESS_LOG_FLUSH 0.5 s)
     after = requests.get(server.url + "/metrics", timeout=10).text
-    predictions = r'mnist_predictions_total\{[^}]*\}'
-    requests_v1 = r'mnist_http_requests_total\{endpoint="v1.predict",method="POST",status="200"\}'
+    predictions = r'mnist_answers_total\{[^}]*\}'
+    requests_v1 = r'mnist_http_request_duration_seconds_count\{endpoint="v1.predict",method="POST",status="200"\}'
     assert _count(after, predictions) - _count(before, predictions) == n
     assert _count(after, requests_v1) - _count(before, requests_v1) == n
     lines = [line for line in server.log().splitlines() if '"endpoint":"v1.predict"' in line]

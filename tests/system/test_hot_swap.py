@@ -210,8 +210,9 @@ def test_metrics_merge_across_workers(tmp_path):
             assert requests.post(server.url + "/v1/predict", data=DIGIT_PNG,
                                  headers={"Content-Type": "image/png"}, timeout=5).status_code == 200
         text = requests.get(server.url + "/metrics", timeout=5).text
-    count = re.search(r'mnist_http_requests_total\{endpoint="v1.predict",method="POST",status="200"\} '
-                      r'([0-9.]+)', text)
+    count = re.search(r'mnist_http_request_duration_seconds_count\{endpoint="v1.predict",method="POST",'
+                      r'status="200"\} ([0-9.]+)', text)
     assert count and float(count.group(1)) == 60.0
-    assert re.search(r'mnist_predictions_total\{version="1"\} 60\.0', text)
+    answers = re.findall(r'mnist_answers_total\{[^}]*version="1"[^}]*\} ([0-9.]+)', text)
+    assert sum(map(float, answers)) == 60.0
     assert len(re.findall(r'mnist_model_active_version\{pid="\d+"\} 1\.0', text)) == 3
