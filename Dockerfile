@@ -64,10 +64,11 @@ RUN pip install --no-cache-dir --no-compile -r requirements.lock \
 # lacks. (Nothing here reaches the runtime stage.)
 COPY train.py gunicorn.conf.py ./
 COPY model/ model/
+COPY imaging/ imaging/
 COPY service/ service/
 COPY evaluation/ evaluation/
-RUN python -c "import train, service, model.report, evaluation.independent; service.create_app" \
- && python -c "import numpy as np, pathlib, model.report as r; \
+RUN python -c "import train, service, imaging, evaluation.card, evaluation.independent; service.create_app" \
+ && python -c "import numpy as np, pathlib, evaluation.card as r; \
 r._plot_curves([{'epoch': 1, 'train_loss': 1, 'val_loss': 1, 'train_accuracy': .9, 'val_accuracy': .9}], pathlib.Path('/tmp/c.png')); \
 r._plot_confusion(np.eye(10, dtype=int), list('0123456789'), pathlib.Path('/tmp/m.png'))"
 
@@ -104,6 +105,7 @@ WORKDIR /app
 # directory, first on sys.path, as the repository is for `make run`.
 COPY gunicorn.conf.py train.py ./
 COPY model/ model/
+COPY imaging/ imaging/
 COPY service/ service/
 # train.py's evaluation on handwriting that is not MNIST's (its data packages are not in the
 # image: those sources report themselves unavailable, MNIST's re-rendered uploads still run).

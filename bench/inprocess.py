@@ -6,7 +6,7 @@ Prints the median and p90 time per call for each payload type (a 28x28 MNIST
 PNG, a 280x280 canvas PNG with alpha, a 1-megapixel JPEG photo) through
 preprocessing and through the served prediction (probabilities and digit
 score, ``LoadedModel.predict``), reading a 4-digit number from a 1-megapixel
-phone photo (``service.numbers``), the forward pass for batch 1 and 256, and
+phone photo (``imaging.numbers``), the forward pass for batch 1 and 256, and
 JSON encoding of a prediction response. Each measurement rotates among
 distinct images, so no cache could help.
 """
@@ -22,7 +22,7 @@ from evaluation.numbers import reader_for
 from model.artifact import load_artifact
 from model.data import scale_pixels
 from model.store import ArtifactStore
-from service.preprocessing import preprocess
+from imaging.preprocessing import preprocess
 from service.schemas import prediction_body
 from tests.system.loadgen import REPO, payloads
 

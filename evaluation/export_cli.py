@@ -13,7 +13,7 @@ the service's decoding and preprocessing, each classified alone as
 and of the digit scores, and whether every argmax agrees. It fails (exit 1)
 beyond ``TOLERANCE``. When ARTIFACT is a version directory, the export's facts
 (and the check's figures) are recorded in its model card
-(``model.report.record_export``).
+(``evaluation.card.record_export``).
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import numpy as np
 
 from model.artifact import LoadedModel, load_artifact
 from model.data import load_dataset, scale_pixels
-from model.report import record_export
 from model.store import ARTIFACT_FILE
+
+from .card import record_export
 
 __all__ = ["TOLERANCE", "compare", "main", "parity", "parser", "service_answers"]
 
@@ -103,7 +104,7 @@ def preprocessed_uploads(images: np.ndarray, labels: np.ndarray, n: int,
                          seed: int = UPLOAD_SEED) -> np.ndarray:
     """Return ``n`` digits rendered as every kind of upload in turn and put through the service's
     decoding and preprocessing: uint8 (n, 28, 28)."""
-    from service.preprocessing import preprocess
+    from imaging.preprocessing import preprocess
 
     from .uploads import KINDS, rerender_set
 

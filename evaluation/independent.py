@@ -22,7 +22,7 @@ from PIL import Image
 
 from model.calibration import expected_calibration_error
 from model.data import scale_pixels
-from service.preprocessing import normalize_digit, preprocess
+from imaging.preprocessing import normalize_digit, preprocess
 
 from .handwriting import SOURCES, SourceUnavailable, load_source
 from .uploads import KINDS, rerender_set

@@ -42,7 +42,7 @@ from PIL import Image, ImageDraw
 
 from model.data import scale_pixels
 from model.ood import Verdicts, auroc, verdicts
-from service.preprocessing import ImageError, preprocess
+from imaging.preprocessing import ImageError, preprocess
 
 from . import handwriting
 from .handwriting import (FONT_FILES, SOURCES, SourceUnavailable, draw_glyph, draws, font_paths, frame,

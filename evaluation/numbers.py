@@ -220,10 +220,10 @@ def evaluate(reader: Callable[[bytes], str | None], cases: list[tuple[str, bool,
 
 
 def reader_for(model, max_pixels: int = 40_000_000) -> Callable[[bytes], str | None]:
-    """Return bytes -> the text the service reads (``service.numbers``) with a loaded artifact,
+    """Return bytes -> the text the service reads (``imaging.numbers``) with a loaded artifact,
     None where it refuses the upload."""
-    from service.numbers import read, read_image
-    from service.preprocessing import ImageError
+    from imaging.numbers import read, read_image
+    from imaging.preprocessing import ImageError
 
     def assess(X):
         return model.predictor.assess(X, model.thresholds)

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from imaging import numbers
+from imaging.preprocessing import ImageError, preprocess
 from model.data import scale_pixels
 from model.feedback import FeedbackStore
 
-from . import metrics, numbers, shadow
-from .preprocessing import ImageError, preprocess
+from . import metrics, shadow
 from .registry import ServedModel
 from .schemas import batch_error_item, prediction_body, read_body
 

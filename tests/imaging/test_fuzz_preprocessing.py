@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from service.preprocessing import ImageError, preprocess
+from imaging.preprocessing import ImageError, preprocess
 
 from conftest import DIGIT_PNG_PATH
 

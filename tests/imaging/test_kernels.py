@@ -1,4 +1,4 @@
-"""The generic image kernels (service/imaging.py), each against a plain reference."""
+"""The generic image kernels (imaging/kernels.py), each against a plain reference."""
 
 from collections import deque
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from service.imaging import (area_average, border, extent, image_of, label_components, median3, noise_level,
+from imaging.kernels import (area_average, border, extent, image_of, label_components, median3, noise_level,
                              otsu, pixels, quantiles, smoothing_resampler, stroke_width, subsample,
                              window_filter)
 

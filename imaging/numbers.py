@@ -38,7 +38,7 @@ from PIL import Image
 
 from model.data import scale_pixels
 
-from .imaging import image_of, otsu
+from .kernels import image_of, otsu
 from .preprocessing import ImageError, decode_image, ink_map, to_mnist
 
 __all__ = ["MarksOnly", "READ_SIDE", "Reading", "TooManyDigits", "read", "read_image"]

@@ -43,7 +43,7 @@ from PIL import Image, ImageFile, ImageOps, ImageStat, UnidentifiedImageError
 from model.data import INPUT_SHAPE, scale_pixels
 from model.mnistform import BOX, CENTRE, FIELD, area_average, centre
 
-from .imaging import (border, extent, image_of, label_components, median3, noise_level, otsu, pixels,
+from .kernels import (border, extent, image_of, label_components, median3, noise_level, otsu, pixels,
                       quantiles, smoothing_resampler, stroke_width, subsample, window_filter)
 
 __all__ = [

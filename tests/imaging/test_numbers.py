@@ -10,7 +10,7 @@ from PIL import Image
 
 from model.ood import CONFIDENCE_THRESHOLDS, Verdicts
 from service import create_app
-from service.numbers import MarksOnly, TooManyDigits, read, read_image
+from imaging.numbers import MarksOnly, TooManyDigits, read, read_image
 from service.schemas import ReadResponse
 from service.settings import Settings
 

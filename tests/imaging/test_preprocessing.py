@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from service.imaging import smoothing_resampler
-from service.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, _smooth_background, decode_image,
+from imaging.kernels import smoothing_resampler
+from imaging.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, _smooth_background, decode_image,
                                    normalize_digit, preprocess, to_input_array)
 
 from conftest import RESOURCES
