@@ -11,10 +11,10 @@ Layout (after TensorFlow Serving's numbered version directories)::
           curves.png  confusion.png
         2/
         pin.json              optional: {"version": "1"}; absent = follow newest
-        rollout.json          optional: {"shadow": "3", "canary": {"version": "3", "percent": 10}}
+        rollout.json          optional: the shadow and canary versions (the service's rollout.py)
 
-"Newest" is the highest number; "list" is a directory listing; "pin" and
-"rollout" (the shadow and canary versions) are small files, replaced
+"Newest" is the highest number; "list" is a directory listing; the pin and
+other small files beside the versions (``write_json``) are replaced
 atomically, so every process, every replica on a shared volume and every
 restart agrees.
 A version is published by writing everything into a hidden temporary
@@ -43,11 +43,11 @@ __all__ = [
     "StoreReadOnly",
     "VersionNotFound",
     "VersionEntry",
+    "is_version",
 ]
 
 ARTIFACT_FILE = "model.npz"
 PIN_FILE = "pin.json"
-ROLLOUT_FILE = "rollout.json"
 LATEST = "latest"
 _VERSION_RE = re.compile(r"^[1-9][0-9]{0,17}$")
 _STALE_TMP_SECONDS = 24 * 3600
@@ -134,42 +134,21 @@ class ArtifactStore:
 
     def pinned(self) -> str | None:
         """Return the pinned version, or None to follow the newest."""
-        try:
-            data = json.loads((self.dir / PIN_FILE).read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return None  # an unreadable pin is treated as absent; pin() rewrites it
+        data = self.read_json(PIN_FILE)  # an unreadable pin is treated as absent; pin() rewrites it
         version = data.get("version") if isinstance(data, dict) else None
         return version if isinstance(version, str) and is_version(version) else None
 
-    def rollout(self) -> dict:
-        """Return the rollout state: ``{"shadow": version or None, "canary": {"version",
-        "percent"} or None, "offered": the newest version a staged rollout has made the
-        shadow, or None}`` (an unreadable or malformed file counts as no rollout)."""
-        state = {"shadow": None, "canary": None, "offered": None}
+    def read_json(self, name: str) -> object | None:
+        """Return the JSON in ``name`` beside the versions (``pin.json``, ``rollout.json``), or
+        None when it is absent, unreadable or malformed (such a file counts as absent)."""
         try:
-            data = json.loads((self.dir / ROLLOUT_FILE).read_text())
+            return json.loads((self.dir / name).read_text())
         except (OSError, ValueError):
-            return state
-        if not isinstance(data, dict):
-            return state
-        shadow = data.get("shadow")
-        if isinstance(shadow, str) and is_version(shadow):
-            state["shadow"] = shadow
-        canary = data.get("canary")
-        if isinstance(canary, dict) and isinstance(canary.get("version"), str) and is_version(canary["version"]):
-            percent = canary.get("percent")
-            if isinstance(percent, (int, float)) and 0 <= percent <= 100:
-                state["canary"] = {"version": canary["version"], "percent": float(percent)}
-        offered = data.get("offered")
-        if isinstance(offered, str) and is_version(offered):
-            state["offered"] = offered
-        return state
+            return None
 
     # -- writing ------------------------------------------------------------
 
-    def _write_json(self, name: str, data: dict) -> None:
+    def write_json(self, name: str, data: dict) -> None:
         """Replace ``name`` in the model's directory with ``data``, atomically and durably.
 
         Raises ``StoreReadOnly`` when the directory cannot be written.
@@ -194,31 +173,21 @@ class ArtifactStore:
 
     def pin(self, version: str | None) -> None:
         """Pin ``version`` (after checking it exists), or unpin with None / 'latest'."""
-        path = self.dir / PIN_FILE
         if version is None or version == LATEST:
-            self._remove(path)
+            self.remove(PIN_FILE)
             return
         self.get(version)
-        self._write_json(PIN_FILE, {"version": version, "pinned_at": time.time()})
+        self.write_json(PIN_FILE, {"version": version, "pinned_at": time.time()})
 
-    def _remove(self, path: Path) -> None:
+    def remove(self, name: str) -> None:
+        """Remove ``name`` from the model's directory, if it is there (``StoreReadOnly`` when
+        the directory cannot be written)."""
         try:
-            path.unlink(missing_ok=True)
+            (self.dir / name).unlink(missing_ok=True)
         except OSError as exc:
             if exc.errno in _READ_ONLY_ERRNOS:
-                raise StoreReadOnly(exc.errno, f"{self.dir} is read-only: {path.name} cannot be removed") from None
+                raise StoreReadOnly(exc.errno, f"{self.dir} is read-only: {name} cannot be removed") from None
             raise
-
-    def set_rollout(self, shadow: str | None, canary: dict | None, offered: str | None = None) -> None:
-        """Write the rollout state (versions checked to exist); all None removes it."""
-        for version in (shadow, canary and canary["version"]):
-            if version is not None:
-                self.get(version)
-        if shadow is None and canary is None and offered is None:
-            self._remove(self.dir / ROLLOUT_FILE)
-            return
-        self._write_json(ROLLOUT_FILE, {"shadow": shadow, "canary": canary, "offered": offered,
-                                        "changed_at": time.time()})
 
     def publish(self, write: Callable[[Path], None]) -> VersionEntry:
         """Publish a new version whose files ``write(directory)`` creates.

@@ -13,19 +13,12 @@ and uses that ``ServedModel`` to the end, so a swap never mixes two versions.
 A version that fails to load is recorded (``errors``, logs, metrics) and not
 retried until its file changes; the current model keeps serving.
 
-Rollouts (the store's ``rollout.json``, read on every poll): a **shadow**
-version runs beside the active one on a sample of requests and never answers
-(``shadow.py`` compares them); a **canary** version answers ``percent`` of
-the clients, chosen by a hash of the client's key, so a client stays with
-one version while the setting is unchanged. Under ``ROLLOUT_POLICY=staged``
-the version being served is pinned, and each newly published version becomes
-the shadow by itself, once; pinning a version (promoting it) ends a shadow or
-canary of that same version.
+Rollouts (a shadow version, a canary version, the staged policy) follow
+``rollout.json`` on every poll; ``rollout.py`` owns them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -43,10 +36,9 @@ from model.ood import Verdicts
 from model.store import LATEST, ArtifactStore, VersionEntry, VersionNotFound
 
 from . import metrics
+from .rollout import Rollout
 
-__all__ = ["LoadError", "ModelRegistry", "POLICIES", "ServedModel", "canary_bucket", "thresholds_in_effect"]
-
-POLICIES = ("newest", "staged")
+__all__ = ["LoadError", "ModelRegistry", "ServedModel", "thresholds_in_effect"]
 
 log = logging.getLogger("service.registry")
 
@@ -114,27 +106,16 @@ class LoadError:
     at: str  # ISO 8601, UTC
 
 
-def canary_bucket(key: str) -> float:
-    """Return the client's place in [0, 100): the same key, the same place, in every process."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 10000 / 100.0
-
-
 class ModelRegistry:
     """Loads versions from an ``ArtifactStore`` and holds the active one, and the shadow and
     canary versions of a rollout."""
 
     def __init__(self, store: ArtifactStore, policy: str = "newest",
                  thresholds: tuple[float | None, float | None] = (None, None)):
-        if policy not in POLICIES:
-            raise ValueError(f"unknown rollout policy {policy!r}; known: {POLICIES}")
         self.store = store
-        self.policy = policy
         self.thresholds = thresholds  # the settings' overrides of every version's own
+        self.rollout = Rollout(store, policy, self.get)
         self._current: ServedModel | None = None
-        self._shadow: ServedModel | None = None
-        self._canary: tuple[ServedModel, float] | None = None
-        self._rollout_warning: str | None = None
         self._lock = threading.RLock()
         self._failed: dict[str, tuple[Signature, LoadError]] = {}
         self._cache: OrderedDict[str, ServedModel] = OrderedDict()
@@ -150,31 +131,28 @@ class ModelRegistry:
         """Return the active model (or None before the first successful load)."""
         return self._current
 
+    @property
+    def policy(self) -> str:
+        """Return the rollout policy (``ROLLOUT_POLICY``)."""
+        return self.rollout.policy
+
     def for_request(self, client_key: str) -> ServedModel | None:
         """Return the model that answers the client with ``client_key``: the canary version for
         its share of clients, else the active one."""
-        canary = self._canary
-        if canary is not None and canary_bucket(client_key) < canary[1]:
-            return canary[0]
-        return self._current
+        return self.rollout.for_client(client_key, self._current)
 
     def shadow(self) -> ServedModel | None:
         """Return the shadow version (None when there is none)."""
-        return self._shadow
+        return self.rollout.shadow
 
     def canary(self) -> tuple[ServedModel, float] | None:
         """Return (the canary version, the percent of clients it answers), or None."""
-        return self._canary
+        return self.rollout.canary
 
     @property
     def errors(self) -> list[LoadError]:
         """Return the load errors of versions that are still failing, oldest first."""
         return sorted((e for _, e in self._failed.values()), key=lambda e: e.at)
-
-    @property
-    def last_error(self) -> LoadError | None:
-        errors = self.errors
-        return errors[-1] if errors else None
 
     def get(self, version: str) -> ServedModel:
         """Return ``version``, loading and caching it if it is not the active one.
@@ -309,65 +287,18 @@ class ModelRegistry:
                     and pinned is not None:
                 # The pinned version cannot be served: fall back to the newest valid one.
                 self._first_loadable([e for e in reversed(entries) if e.version != pinned])
-            self._follow_rollout(entries, pinned)
+            self.rollout.follow(self._current, pinned, entries[-1] if entries else None, self._failed_unchanged)
             return self._current
-
-    def _follow_rollout(self, entries: list[VersionEntry], pinned: str | None) -> None:
-        """Load the rollout's shadow and canary versions; under the staged policy, pin what is
-        served and make a newly published version the shadow (once)."""
-        current = self._current
-        try:
-            state = self.store.rollout()
-            if self.policy == "staged" and current is not None:
-                if pinned is None:
-                    self.store.pin(current.version)
-                newest = entries[-1] if entries else None
-                offered = state["offered"]
-                if newest is not None and newest.number > int(current.version) \
-                        and (offered is None or newest.number > int(offered)) \
-                        and not self._failed_unchanged(newest):
-                    self.store.set_rollout(newest.version, state["canary"], newest.version)
-                    log.info("staged rollout: new version is the shadow", extra={"version": newest.version})
-                    state = self.store.rollout()
-        except OSError as exc:  # a read-only or briefly unreadable directory: keep what we have
-            if str(exc) != self._rollout_warning:  # once per distinct problem, not on every poll
-                self._rollout_warning = str(exc)
-                log.warning("rollout state not updated", extra={"error": str(exc)})
-            return
-        self._rollout_warning = None
-        self._shadow = self._rollout_model(state["shadow"])
-        canary = state["canary"]
-        model = self._rollout_model(canary["version"]) if canary else None
-        self._canary = (model, canary["percent"]) if model is not None and canary["percent"] > 0 else None
-
-    def _rollout_model(self, version: str | None) -> ServedModel | None:
-        """Return a loaded rollout version (None if absent, the active one, or failing)."""
-        current = self._current
-        if version is None or (current is not None and current.version == version):
-            return None
-        try:
-            return self.get(version)
-        except (VersionNotFound, InvalidArtifact, OSError):
-            return None
 
     def set_shadow(self, version: str | None) -> ServedModel | None:
         """Make ``version`` the shadow (validated first), or stop the shadow with None."""
         with self._lock:
-            served = None if version is None else self.get(version)
-            state = self.store.rollout()
-            self.store.set_rollout(version, state["canary"], state["offered"])
-            self._shadow = served if served is not None and served is not self._current else None
-            return served
+            return self.rollout.set_shadow(version, self._current)
 
     def set_canary(self, version: str | None, percent: float) -> ServedModel | None:
         """Let ``version`` (validated first) answer ``percent`` of clients, or stop with None."""
         with self._lock:
-            served = None if version is None else self.get(version)
-            state = self.store.rollout()
-            canary = None if version is None else {"version": version, "percent": float(percent)}
-            self.store.set_rollout(state["shadow"], canary, state["offered"])
-            self._canary = (served, float(percent)) if served is not None and percent > 0 else None
-            return served
+            return self.rollout.set_canary(version, percent)
 
     def _first_loadable(self, candidates: list[VersionEntry]) -> ServedModel | None:
         """Activate the first candidate that is current or loads; return it (None if none)."""
@@ -417,18 +348,8 @@ class ModelRegistry:
                 served = self._load(entry)
             self.store.pin(version)
             self._swap(served)
-            self._end_rollout_of(version)
+            self.rollout.promoted(version)
             return served
-
-    def _end_rollout_of(self, version: str) -> None:
-        """Promoting ``version`` ends its shadow or canary (the other one stays)."""
-        state = self.store.rollout()
-        shadow = None if state["shadow"] == version else state["shadow"]
-        canary = None if state["canary"] and state["canary"]["version"] == version else state["canary"]
-        if (shadow, canary) != (state["shadow"], state["canary"]):
-            self.store.set_rollout(shadow, canary, state["offered"])
-        self._shadow = None if shadow is None else self._shadow
-        self._canary = None if canary is None else self._canary
 
     # -- polling --------------------------------------------------------------
 

@@ -33,7 +33,7 @@ def test_follows_newest_valid_version(store):
     assert registry.refresh().version == "2"
     corrupt_version(store, "3")
     assert registry.refresh().version == "2"
-    assert registry.last_error.version == "3"
+    assert registry.errors[-1].version == "3"
     assert registry.current().predictor(__import__("numpy").zeros((1, 784), "float32"))[0].argmax() == 2
 
 
@@ -57,7 +57,7 @@ def test_failed_version_is_retried_only_when_its_file_changes(store, monkeypatch
     write_constant_artifact(path, one_hot_probs(10, 4))  # the operator fixes the file in place
     os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
     assert registry.refresh().version == "2"
-    assert registry.last_error is None
+    assert not registry.errors
 
 
 def test_unreadable_directory_keeps_serving(store, monkeypatch):
@@ -96,7 +96,7 @@ def test_pinned_version_that_breaks_keeps_the_current_model(store):
     assert registry.refresh().version == "1"  # the validated copy in memory keeps serving
     fresh = ModelRegistry(store)  # a restart cannot load the pin: newest valid instead
     assert fresh.refresh().version == "2"
-    assert fresh.last_error.version == "1"
+    assert fresh.errors[-1].version == "1"
 
 
 def test_get_loads_other_versions_without_activating(store):
@@ -117,7 +117,7 @@ def test_artifact_of_another_model_is_refused(store):
     write_constant_artifact(store.dir / "1" / ARTIFACT_FILE, one_hot_probs(10, 1), name="fashion")
     registry = ModelRegistry(store)
     assert registry.refresh() is None
-    assert "named 'fashion'" in registry.last_error.message
+    assert "named 'fashion'" in registry.errors[-1].message
 
 
 def test_versions_listing(store):

@@ -7,7 +7,7 @@ import pytest
 
 from model.store import ArtifactStore
 from service import create_app, shadow
-from service.registry import canary_bucket
+from service.rollout import canary_bucket, read_state
 from service.schemas import ModelsResponse, RolloutResponse
 
 from conftest import DIGIT_PNG, derive, publish_constant
@@ -104,7 +104,7 @@ def test_promoting_ends_that_versions_shadow_and_canary(settings, two_versions):
     pin(client, "2")
     body = client.get("/v1/models").json
     assert body["version"] == "2" and body["shadow"] is None and body["canary"] is None
-    assert ArtifactStore(two_versions, "mnist").rollout()["shadow"] is None
+    assert read_state(ArtifactStore(two_versions, "mnist")).shadow is None
 
 
 def test_staged_policy_pins_what_it_serves_and_shadows_each_new_version_once(settings, artifacts_dir):
