@@ -56,7 +56,6 @@ __all__ = [
     "ink_map",
     "normalize_digit",
     "preprocess",
-    "to_input_array",
     "to_mnist",
 ]
 
@@ -133,11 +132,6 @@ class BlankImage(ImageError):
 def preprocess(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Return the MNIST-style uint8 (28, 28) digit for uploaded bytes (decode + normalise)."""
     return normalize_digit(decode_image(data, max_pixels))
-
-
-def to_input_array(image: Image.Image) -> np.ndarray:
-    """Return the network input for ``image``: float32 (1, 784), scaled as in training."""
-    return scale_pixels(normalize_digit(image)[None])
 
 
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, side: int = ANALYSIS_SIDE) -> Image.Image:

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from .data import INPUT_SHAPE, INPUT_SIZE, PIXEL_SCALE
+from .layers import LAYERS, REQUIRED, Layer
 from .network import ACTIVATIONS, Network, mlp_layers
 from .inference import Predictor
 from .ood import CONFIDENCE_THRESHOLDS, Scorer, Verdicts
@@ -83,49 +84,20 @@ class InputSpec(_Strict):
     polarity: Literal["white_on_black"] = "white_on_black"
 
 
-# -- one schema per layer kind: every setting bounded --------------------------------
+# -- one schema per layer kind, made from the layer classes' own settings ---------------
 
 
-class DenseSpec(_Strict):
-    kind: Literal["dense"]
-    units: int = Field(ge=1, le=1_000_000)
+def _layer_schema(cls: type[Layer]) -> type[BaseModel]:
+    """Return the strict schema of a layer kind: its ``kind`` and each of its ``settings``."""
+    fields: dict[str, Any] = {"kind": (Literal[cls.kind], ...)}
+    for name, s in cls.settings.items():
+        kind = Literal[s.choices] if s.choices else s.type
+        default = ... if s.default is REQUIRED else s.default
+        fields[name] = (kind, Field(default=default, ge=s.ge, gt=s.gt, le=s.le, lt=s.lt))
+    return create_model(f"{cls.__name__}Spec", __base__=_Strict, **fields)
 
 
-class Conv2DSpec(_Strict):
-    kind: Literal["conv2d"]
-    filters: int = Field(ge=1, le=4096)
-    kernel: int = Field(ge=1, le=15)
-    stride: int = Field(default=1, ge=1, le=8)
-    padding: int = Field(default=0, ge=0, le=14)
-    bias: bool = True
-
-
-class MaxPool2DSpec(_Strict):
-    kind: Literal["maxpool2d"]
-    size: Literal[2] = 2
-
-
-class BatchNormSpec(_Strict):
-    kind: Literal["batchnorm"]
-    momentum: float = Field(default=0.1, gt=0, le=1)
-    eps: float = Field(default=1e-5, gt=0, le=1)
-
-
-class DropoutSpec(_Strict):
-    kind: Literal["dropout"]
-    p: float = Field(ge=0, lt=1)
-
-
-class ReLUSpec(_Strict):
-    kind: Literal["relu"]
-
-
-class FlattenSpec(_Strict):
-    kind: Literal["flatten"]
-
-
-LayerSpec = Annotated[Union[DenseSpec, Conv2DSpec, MaxPool2DSpec, BatchNormSpec, DropoutSpec, ReLUSpec,
-                            FlattenSpec], Field(discriminator="kind")]
+LayerSpec = Annotated[Union[tuple(_layer_schema(cls) for cls in LAYERS.values())], Field(discriminator="kind")]
 
 
 class Architecture(_Strict):

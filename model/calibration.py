@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .losses import log_softmax, softmax
+from .losses import log_softmax
 
 __all__ = ["expected_calibration_error", "fit_temperature", "nll"]
 
@@ -62,8 +62,3 @@ def expected_calibration_error(probs: np.ndarray, y: np.ndarray, n_bins: int = 1
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
     return float(ece)
-
-
-def calibrated_probs(logits: np.ndarray, temperature: float) -> np.ndarray:
-    """Return ``softmax(logits / temperature)`` in float64."""
-    return softmax(logits.astype(np.float64) / temperature)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .layers import Layer, Shape, register
+from .layers import Layer, Setting, Shape, register
 
 __all__ = ["Conv2D", "MaxPool2D", "col2im", "col2im_views", "conv_output_size", "im2col", "im2col_view"]
 
@@ -156,6 +156,9 @@ class Conv2D(Layer):
     """
 
     kind = "conv2d"
+    settings = {"filters": Setting(int, ge=1, le=4096), "kernel": Setting(int, ge=1, le=15),
+                "stride": Setting(int, 1, ge=1, le=8), "padding": Setting(int, 0, ge=0, le=14),
+                "bias": Setting(bool, True)}
 
     def __init__(self, channels: int, filters: int, kernel: int, stride: int = 1, padding: int = 0,
                  bias: bool = True, rng: np.random.Generator | None = None,
@@ -200,6 +203,13 @@ class Conv2D(Layer):
     def config(self) -> dict:
         return {"filters": self.filters, "kernel": self.kernel, "stride": self.stride,
                 "padding": self.padding, "bias": self.bias}
+
+    def describe(self) -> str:
+        return f"conv{self.kernel}x{self.kernel}x{self.filters}" + (f"/{self.stride}" if self.stride > 1 else "")
+
+    def macs(self, input_shape: Shape) -> int:
+        _, Ho, Wo = self.output_shape(input_shape)
+        return Ho * Wo * self.params[0].size
 
     def output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape
@@ -259,6 +269,7 @@ class MaxPool2D(Layer):
 
     kind = "maxpool2d"
     size = 2
+    settings = {"size": Setting(int, 2, choices=(2,))}
 
     @classmethod
     def build(cls, input_shape, rng=None, dtype=np.float32, *, size: int = 2) -> MaxPool2D:
@@ -272,6 +283,9 @@ class MaxPool2D(Layer):
 
     def config(self) -> dict:
         return {"size": self.size}
+
+    def describe(self) -> str:
+        return f"pool{self.size}"
 
     def output_shape(self, input_shape: Shape) -> Shape:
         C, H, W = input_shape

@@ -16,24 +16,45 @@ almost nothing; a caller that wants to keep an output across calls must copy
 it. Buffers and caches are per thread, so one network can serve several
 threads at once; the training path is single-threaded.
 
-Every layer can describe itself: ``kind`` and ``config()`` rebuild it
-(``LAYERS[kind](input_shape, **config)``), ``output_shape`` follows the shapes
-through a network, and ``param_names``/``state_names`` name its arrays in an
+Every layer describes itself, so adding a kind means writing its class and
+nothing else: ``kind`` and ``config()`` rebuild it (``LAYERS[kind].build(input_shape,
+**config)``), ``settings`` bound each setting (the artifact's schema is made
+from them, ``artifact.py``), ``output_shape`` follows the shapes through a
+network, ``describe()`` names it in one word (``conv5x5x16``), ``macs`` counts
+its multiply-adds, and ``param_names``/``state_names`` name its arrays in an
 artifact.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["LAYERS", "BatchNorm", "Dense", "Dropout", "Flatten", "Layer", "ReLU", "register"]
+__all__ = ["LAYERS", "BatchNorm", "Dense", "Dropout", "Flatten", "Layer", "ReLU", "Setting", "register"]
 
 Shape = tuple[int, ...]
 LAYERS: dict[str, type[Layer]] = {}
 SPARSE_SHARE = 0.3  # a single input row with fewer non-zeros than this share takes the sparse product
+
+
+REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Setting:
+    """The bounds of one setting of a layer kind: its type, default (``REQUIRED``: none), and
+    inclusive (``ge``, ``le``) or exclusive (``gt``, ``lt``) limits, or the only ``choices``."""
+
+    type: type
+    default: object = REQUIRED
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
 
 
 def register(cls: type[Layer]) -> type[Layer]:
@@ -49,6 +70,7 @@ class Layer:
     param_names: ClassVar[tuple[str, ...]] = ()
     state_names: ClassVar[tuple[str, ...]] = ()
     decays: ClassVar[tuple[bool, ...]] = ()  # which params get weight decay, aligned with params
+    settings: ClassVar[dict[str, Setting]] = {}  # what ``config()`` holds, with its bounds
 
     params: list[np.ndarray]
     grads: list[np.ndarray]
@@ -73,6 +95,14 @@ class Layer:
     def output_shape(self, input_shape: Shape) -> Shape:
         return input_shape
 
+    def describe(self) -> str:
+        """Return the layer in one word, e.g. ``dense128`` (the kind, for layers without settings)."""
+        return self.kind
+
+    def macs(self, input_shape: Shape) -> int:
+        """Return the multiply-adds one example costs in this layer (0: cheap elementwise work)."""
+        return 0
+
     # -- per-thread storage -------------------------------------------------
 
     def _buffer(self, name: str, shape: Shape, dtype: np.dtype = np.float32) -> np.ndarray:
@@ -81,14 +111,6 @@ class Layer:
         buf = store.get(name)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
             buf = store[name] = np.empty(shape, dtype=dtype)
-        return buf
-
-    def _zeros(self, name: str, shape: Shape, dtype: np.dtype = np.float32) -> np.ndarray:
-        """Return a per-thread buffer that was zero-filled when it was (re)allocated."""
-        store = self._local.__dict__
-        buf = store.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = store[name] = np.zeros(shape, dtype=dtype)
         return buf
 
     def _keep(self, **cache) -> None:
@@ -125,6 +147,7 @@ class Dense(Layer):
     kind = "dense"
     param_names = ("W", "b")
     decays = (True, False)
+    settings = {"units": Setting(int, ge=1, le=1_000_000)}
 
     def __init__(self, fan_in: int, fan_out: int, rng: np.random.Generator | None = None,
                  dtype: np.dtype = np.float32) -> None:
@@ -150,13 +173,11 @@ class Dense(Layer):
     def output_shape(self, input_shape: Shape) -> Shape:
         return (self.params[0].shape[1],)
 
-    @property
-    def W(self) -> np.ndarray:
-        return self.params[0]
+    def describe(self) -> str:
+        return f"dense{self.params[0].shape[1]}"
 
-    @property
-    def b(self) -> np.ndarray:
-        return self.params[1]
+    def macs(self, input_shape: Shape) -> int:
+        return self.params[0].size
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         W, b = self.params
@@ -219,6 +240,7 @@ class Dropout(Layer):
     """
 
     kind = "dropout"
+    settings = {"p": Setting(float, ge=0.0, lt=1.0)}
 
     def __init__(self, p: float, rng: np.random.Generator | None = None) -> None:
         super().__init__()
@@ -235,6 +257,9 @@ class Dropout(Layer):
 
     def config(self) -> dict:
         return {"p": self.p}
+
+    def describe(self) -> str:
+        return f"dropout{self.p:g}"
 
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         if not training or self.p == 0.0:
@@ -291,6 +316,7 @@ class BatchNorm(Layer):
     param_names = ("gamma", "beta")
     state_names = ("running_mean", "running_var")
     decays = (False, False)
+    settings = {"momentum": Setting(float, 0.1, gt=0.0, le=1.0), "eps": Setting(float, 1e-5, gt=0.0, le=1.0)}
 
     def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-5,
                  dtype: np.dtype = np.float32) -> None:
@@ -312,6 +338,9 @@ class BatchNorm(Layer):
 
     def config(self) -> dict:
         return {"momentum": self.momentum, "eps": self.eps}
+
+    def describe(self) -> str:
+        return "bn"
 
     def _shape(self, X: np.ndarray) -> tuple[int, ...]:
         """Return the broadcast shape of a per-channel vector for ``X``."""

@@ -148,32 +148,11 @@ class Network:
 
     def describe(self) -> str:
         """Return a one-line summary, e.g. ``conv5x5x32 bn relu pool2 ... dense10``."""
-        parts = []
-        for layer in self.layers:
-            c = layer.config()
-            if layer.kind == "conv2d":
-                parts.append(f"conv{c['kernel']}x{c['kernel']}x{c['filters']}"
-                             + (f"/{c['stride']}" if c["stride"] > 1 else ""))
-            elif layer.kind == "dense":
-                parts.append(f"dense{c['units']}")
-            elif layer.kind == "maxpool2d":
-                parts.append(f"pool{c['size']}")
-            elif layer.kind == "dropout":
-                parts.append(f"dropout{c['p']:g}")
-            else:
-                parts.append({"batchnorm": "bn"}.get(layer.kind, layer.kind))
-        return " ".join(parts)
+        return " ".join(layer.describe() for layer in self.layers)
 
     def macs(self) -> int:
-        """Return the multiply-adds of one example's forward pass (convolutions and dense layers)."""
-        total = 0
-        for layer, shape in zip(self.layers, self.shapes):
-            if layer.kind == "dense":
-                total += layer.params[0].size
-            elif layer.kind == "conv2d":
-                _, ho, wo = layer.output_shape(shape)
-                total += ho * wo * layer.params[0].size
-        return total
+        """Return the multiply-adds of one example's forward pass."""
+        return sum(layer.macs(shape) for layer, shape in zip(self.layers, self.shapes))
 
     # -- parameters ---------------------------------------------------------
 

@@ -122,10 +122,6 @@ class Settings(BaseSettings):
         return value.upper() if isinstance(value, str) else value
 
     @property
-    def model_dir(self) -> Path:
-        return self.artifacts_dir / self.model_name
-
-    @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 

@@ -8,7 +8,8 @@ from PIL import Image, ImageOps
 
 from imaging.kernels import smoothing_resampler
 from imaging.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, _smooth_background, decode_image,
-                                   normalize_digit, preprocess, to_input_array)
+                                   normalize_digit, preprocess)
+from model.data import scale_pixels
 
 from conftest import RESOURCES
 
@@ -152,8 +153,8 @@ def test_animated_gif_uses_the_first_frame():
     assert similarity(preprocess(data), digit) > 0.9
 
 
-def test_to_input_array_scaling():
-    X = to_input_array(decode_image(DIGITS[0].read_bytes()))
+def test_a_preprocessed_upload_scales_to_the_networks_range():
+    X = scale_pixels(preprocess(DIGITS[0].read_bytes())[None])
     assert X.shape == (1, 784) and X.dtype == np.float32
     assert X.min() == 0.0 and X.max() == 1.0
 
