@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .mnistform import to_mnist_form
-from .strokes import Digit, _arc, _join, _line, _pen, _round_corners, _style, _u, render
+from .pen import Digit, arc, join, line, random_pen, render, round_corners, style, uniform
 
 __all__ = ["NEGATIVE_KINDS", "NEGATIVE_NAMES", "digit_fragments", "digit_pairs", "draw_negative", "negative_set"]
 
@@ -37,201 +37,201 @@ __all__ = ["NEGATIVE_KINDS", "NEGATIVE_NAMES", "digit_fragments", "digit_pairs",
 
 
 def _A(r):
-    apex = (_u(r, 0.25, 0.35), 0.0)
+    apex = (uniform(r, 0.25, 0.35), 0.0)
     left, right = (0.0, 1.0), (0.6, 1.0)
-    bar = _u(r, 0.55, 0.7)
-    return [_join(left, apex, right), _line((0.12, bar), (0.48, bar))]
+    bar = uniform(r, 0.55, 0.7)
+    return [join(left, apex, right), line((0.12, bar), (0.48, bar))]
 
 
 def _C(r):
-    return [_arc(0.35, 0.5, 0.33, 0.5, _u(r, -50, -30), _u(r, -330, -310))]
+    return [arc(0.35, 0.5, 0.33, 0.5, uniform(r, -50, -30), uniform(r, -330, -310))]
 
 
 def _D(r):
-    return [_join((0.05, 0.0), (0.05, 1.0)), _join((0.05, 0.0), _arc(0.1, 0.5, 0.45, 0.5, -90, 90), (0.05, 1.0))]
+    return [join((0.05, 0.0), (0.05, 1.0)), join((0.05, 0.0), arc(0.1, 0.5, 0.45, 0.5, -90, 90), (0.05, 1.0))]
 
 
 def _E(r):
-    mid = _u(r, 0.45, 0.55)
-    return [_join((0.55, 0.0), (0.05, 0.0), (0.05, 1.0), (0.55, 1.0)), _line((0.05, mid), (0.45, mid))]
+    mid = uniform(r, 0.45, 0.55)
+    return [join((0.55, 0.0), (0.05, 0.0), (0.05, 1.0), (0.55, 1.0)), line((0.05, mid), (0.45, mid))]
 
 
 def _F(r):
-    mid = _u(r, 0.45, 0.55)
-    return [_join((0.55, 0.0), (0.05, 0.0), (0.05, 1.0)), _line((0.05, mid), (0.42, mid))]
+    mid = uniform(r, 0.45, 0.55)
+    return [join((0.55, 0.0), (0.05, 0.0), (0.05, 1.0)), line((0.05, mid), (0.42, mid))]
 
 
 def _H(r):
-    mid = _u(r, 0.45, 0.55)
-    return [_line((0.0, 0.0), (0.0, 1.0)), _line((0.55, 0.0), (0.55, 1.0)), _line((0.0, mid), (0.55, mid))]
+    mid = uniform(r, 0.45, 0.55)
+    return [line((0.0, 0.0), (0.0, 1.0)), line((0.55, 0.0), (0.55, 1.0)), line((0.0, mid), (0.55, mid))]
 
 
 def _J(r):
-    return [_join((0.2, 0.0), (0.6, 0.0)), _join((0.45, 0.0), (0.45, 0.75), _arc(0.25, 0.75, 0.2, 0.25, 0, 160))]
+    return [join((0.2, 0.0), (0.6, 0.0)), join((0.45, 0.0), (0.45, 0.75), arc(0.25, 0.75, 0.2, 0.25, 0, 160))]
 
 
 def _K(r):
-    joint = (0.05, _u(r, 0.45, 0.6))
-    return [_line((0.05, 0.0), (0.05, 1.0)), _join((0.55, 0.0), joint, (0.6, 1.0))]
+    joint = (0.05, uniform(r, 0.45, 0.6))
+    return [line((0.05, 0.0), (0.05, 1.0)), join((0.55, 0.0), joint, (0.6, 1.0))]
 
 
 def _L(r):
-    return [_join((0.05, 0.0), (0.05, 1.0), (_u(r, 0.45, 0.6), 1.0))]
+    return [join((0.05, 0.0), (0.05, 1.0), (uniform(r, 0.45, 0.6), 1.0))]
 
 
 def _M(r):
-    return [_join((0.0, 1.0), (0.05, 0.0), (0.35, _u(r, 0.5, 0.8)), (0.65, 0.0), (0.7, 1.0))]
+    return [join((0.0, 1.0), (0.05, 0.0), (0.35, uniform(r, 0.5, 0.8)), (0.65, 0.0), (0.7, 1.0))]
 
 
 def _N(r):
-    return [_join((0.0, 1.0), (0.0, 0.0), (0.55, 1.0), (0.55, 0.0))]
+    return [join((0.0, 1.0), (0.0, 0.0), (0.55, 1.0), (0.55, 0.0))]
 
 
 def _P(r):
-    return [_join((0.05, 1.0), (0.05, 0.0), _arc(0.1, 0.27, 0.38, 0.27, -90, 90), (0.05, 0.54))]
+    return [join((0.05, 1.0), (0.05, 0.0), arc(0.1, 0.27, 0.38, 0.27, -90, 90), (0.05, 0.54))]
 
 
 def _R(r):
-    return [_join((0.05, 1.0), (0.05, 0.0), _arc(0.1, 0.27, 0.38, 0.27, -90, 90), (0.05, 0.54), (0.55, 1.0))]
+    return [join((0.05, 1.0), (0.05, 0.0), arc(0.1, 0.27, 0.38, 0.27, -90, 90), (0.05, 0.54), (0.55, 1.0))]
 
 
 def _T(r):
-    return [_line((0.0, 0.0), (0.6, 0.0)), _line((0.3, 0.0), (_u(r, 0.27, 0.33), 1.0))]
+    return [line((0.0, 0.0), (0.6, 0.0)), line((0.3, 0.0), (uniform(r, 0.27, 0.33), 1.0))]
 
 
 def _U(r):
-    return [_join((0.0, 0.0), _arc(0.3, 0.65, 0.3, 0.35, 180, 0), (0.6, 0.0))]
+    return [join((0.0, 0.0), arc(0.3, 0.65, 0.3, 0.35, 180, 0), (0.6, 0.0))]
 
 
 def _V(r):
-    return [_join((0.0, 0.0), (_u(r, 0.25, 0.35), 1.0), (0.6, 0.0))]
+    return [join((0.0, 0.0), (uniform(r, 0.25, 0.35), 1.0), (0.6, 0.0))]
 
 
 def _W(r):
-    return [_join((0.0, 0.0), (0.18, 1.0), (0.35, _u(r, 0.3, 0.5)), (0.52, 1.0), (0.7, 0.0))]
+    return [join((0.0, 0.0), (0.18, 1.0), (0.35, uniform(r, 0.3, 0.5)), (0.52, 1.0), (0.7, 0.0))]
 
 
 def _X(r):
-    return [_line((0.0, 0.0), (0.6, 1.0)), _line((0.6, 0.0), (0.0, 1.0))]
+    return [line((0.0, 0.0), (0.6, 1.0)), line((0.6, 0.0), (0.0, 1.0))]
 
 
 def _Y(r):
-    fork = (0.3, _u(r, 0.4, 0.55))
-    return [_join((0.0, 0.0), fork, (0.6, 0.0)), _line(fork, (0.3, 1.0))]
+    fork = (0.3, uniform(r, 0.4, 0.55))
+    return [join((0.0, 0.0), fork, (0.6, 0.0)), line(fork, (0.3, 1.0))]
 
 
 def _a(r):  # a closed bowl with a stem on the right: "a" (not "d", whose stem rises higher)
-    return [_arc(0.28, 0.68, 0.25, 0.3, -20, 340), _line((0.53, 0.4), (0.55, 1.0))]
+    return [arc(0.28, 0.68, 0.25, 0.3, -20, 340), line((0.53, 0.4), (0.55, 1.0))]
 
 
 def _e(r):
-    return [_join((0.05, 0.62), (0.55, 0.62), _arc(0.3, 0.65, 0.27, 0.33, 0, -300))]
+    return [join((0.05, 0.62), (0.55, 0.62), arc(0.3, 0.65, 0.27, 0.33, 0, -300))]
 
 
 def _h(r):
-    return [_line((0.05, 0.0), (0.05, 1.0)), _join(_arc(0.3, 0.62, 0.25, 0.25, 180, 360), (0.55, 1.0))]
+    return [line((0.05, 0.0), (0.05, 1.0)), join(arc(0.3, 0.62, 0.25, 0.25, 180, 360), (0.55, 1.0))]
 
 
 def _m(r):
-    return [_join((0.0, 1.0), (0.0, 0.4), _arc(0.18, 0.55, 0.18, 0.18, 180, 360), (0.36, 1.0)),
-            _join((0.36, 0.55), _arc(0.54, 0.55, 0.18, 0.18, 180, 360), (0.72, 1.0))]
+    return [join((0.0, 1.0), (0.0, 0.4), arc(0.18, 0.55, 0.18, 0.18, 180, 360), (0.36, 1.0)),
+            join((0.36, 0.55), arc(0.54, 0.55, 0.18, 0.18, 180, 360), (0.72, 1.0))]
 
 
 def _n(r):
-    return [_join((0.0, 1.0), (0.0, 0.4), _arc(0.27, 0.6, 0.27, 0.22, 180, 360), (0.54, 1.0))]
+    return [join((0.0, 1.0), (0.0, 0.4), arc(0.27, 0.6, 0.27, 0.22, 180, 360), (0.54, 1.0))]
 
 
 def _r(r):
-    return [_join((0.0, 1.0), (0.0, 0.35)), _join((0.0, 0.6), _arc(0.25, 0.6, 0.25, 0.2, 180, 300))]
+    return [join((0.0, 1.0), (0.0, 0.35)), join((0.0, 0.6), arc(0.25, 0.6, 0.25, 0.2, 180, 300))]
 
 
 def _u_(r):
-    return [_join((0.0, 0.35), _arc(0.25, 0.75, 0.25, 0.25, 180, 0), (0.5, 0.35)), _line((0.5, 0.35), (0.52, 1.0))]
+    return [join((0.0, 0.35), arc(0.25, 0.75, 0.25, 0.25, 180, 0), (0.5, 0.35)), line((0.5, 0.35), (0.52, 1.0))]
 
 
 def _x_(r):
-    return [_line((0.0, 0.35), (0.5, 1.0)), _line((0.5, 0.35), (0.0, 1.0))]
+    return [line((0.0, 0.35), (0.5, 1.0)), line((0.5, 0.35), (0.0, 1.0))]
 
 
 def _y_(r):
-    return [_line((0.0, 0.3), (0.3, 0.75)), _line((0.55, 0.3), (0.15, 1.3))]
+    return [line((0.0, 0.3), (0.3, 0.75)), line((0.55, 0.3), (0.15, 1.3))]
 
 
 # -- symbols and marks -------------------------------------------------------------------------
 
 
 def _plus(r):
-    return [_line((0.0, 0.5), (1.0, 0.5)), _line((0.5, 0.0), (0.5, 1.0))]
+    return [line((0.0, 0.5), (1.0, 0.5)), line((0.5, 0.0), (0.5, 1.0))]
 
 
 def _equals(r):
-    return [_line((0.0, 0.35), (1.0, 0.35)), _line((0.0, 0.65), (1.0, 0.65))]
+    return [line((0.0, 0.35), (1.0, 0.35)), line((0.0, 0.65), (1.0, 0.65))]
 
 
 def _hash(r):
-    return [_line((0.3, 0.0), (0.2, 1.0)), _line((0.7, 0.0), (0.6, 1.0)),
-            _line((0.0, 0.33), (0.9, 0.33)), _line((0.0, 0.67), (0.9, 0.67))]
+    return [line((0.3, 0.0), (0.2, 1.0)), line((0.7, 0.0), (0.6, 1.0)),
+            line((0.0, 0.33), (0.9, 0.33)), line((0.0, 0.67), (0.9, 0.67))]
 
 
 def _percent(r):
-    return [_arc(0.15, 0.15, 0.15, 0.15, 0, 360), _line((0.9, 0.0), (0.1, 1.0)), _arc(0.85, 0.85, 0.15, 0.15, 0, 360)]
+    return [arc(0.15, 0.15, 0.15, 0.15, 0, 360), line((0.9, 0.0), (0.1, 1.0)), arc(0.85, 0.85, 0.15, 0.15, 0, 360)]
 
 
 def _question(r):
-    return [_join(_arc(0.3, 0.25, 0.3, 0.25, 180, 400), (0.3, 0.7)), _arc(0.3, 0.95, 0.03, 0.03, 0, 360)]
+    return [join(arc(0.3, 0.25, 0.3, 0.25, 180, 400), (0.3, 0.7)), arc(0.3, 0.95, 0.03, 0.03, 0, 360)]
 
 
 def _check(r):
-    return [_join((0.0, 0.55), (0.35, 1.0), (1.0, 0.0))]
+    return [join((0.0, 0.55), (0.35, 1.0), (1.0, 0.0))]
 
 
 def _arrow(r):
-    return [_line((0.0, 0.5), (1.0, 0.5)), _join((0.7, 0.25), (1.0, 0.5), (0.7, 0.75))]
+    return [line((0.0, 0.5), (1.0, 0.5)), join((0.7, 0.25), (1.0, 0.5), (0.7, 0.75))]
 
 
 def _star(r):
     pts = [(0.5 + 0.5 * np.cos(np.deg2rad(-90 + 144 * k)), 0.5 + 0.5 * np.sin(np.deg2rad(-90 + 144 * k)))
            for k in range(6)]
-    return [_join(*pts)]
+    return [join(*pts)]
 
 
 def _smiley(r):
-    return [_arc(0.5, 0.5, 0.5, 0.5, 0, 360), _arc(0.33, 0.35, 0.05, 0.05, 0, 360),
-            _arc(0.67, 0.35, 0.05, 0.05, 0, 360), _arc(0.5, 0.55, 0.27, 0.22, 20, 160)]
+    return [arc(0.5, 0.5, 0.5, 0.5, 0, 360), arc(0.33, 0.35, 0.05, 0.05, 0, 360),
+            arc(0.67, 0.35, 0.05, 0.05, 0, 360), arc(0.5, 0.55, 0.27, 0.22, 20, 160)]
 
 
 def _heart(r):
-    left = _arc(0.27, 0.3, 0.25, 0.25, 150, 360)
-    right = _arc(0.73, 0.3, 0.25, 0.25, 180, 390)
-    return [_join((0.5, 1.0), left, right, (0.5, 1.0))]
+    left = arc(0.27, 0.3, 0.25, 0.25, 150, 360)
+    right = arc(0.73, 0.3, 0.25, 0.25, 180, 390)
+    return [join((0.5, 1.0), left, right, (0.5, 1.0))]
 
 
 def _spiral(r):
-    t = np.linspace(0, _u(r, 3, 5) * np.pi, 80)
+    t = np.linspace(0, uniform(r, 3, 5) * np.pi, 80)
     radius = 0.05 + 0.45 * t / t[-1]
     return [np.stack([0.5 + radius * np.cos(t), 0.5 + radius * np.sin(t)], axis=1)]
 
 
 def _box(r):
-    return [_join((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0))]
+    return [join((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0), (0.0, 0.0))]
 
 
 def _triangle(r):
-    return [_join((0.5, 0.0), (1.0, 1.0), (0.0, 1.0), (0.5, 0.0))]
+    return [join((0.5, 0.0), (1.0, 1.0), (0.0, 1.0), (0.5, 0.0))]
 
 
 def _scribble(r):
     """A random smooth curve: a random walk of 6-12 points, corners rounded."""
     n = int(r.integers(6, 13))
     pts = np.cumsum(r.normal(0.0, 0.35, (n, 2)), axis=0)
-    return [_round_corners(pts, 3)]
+    return [round_corners(pts, 3)]
 
 
 def _hatching(r):
     """Several parallel strokes, as when a box is shaded or a word crossed out."""
     k = int(r.integers(3, 7))
-    tilt = _u(r, -0.5, 0.5)
-    return [_line((0.0, i / k), (1.0, i / k + tilt)) for i in range(k)]
+    tilt = uniform(r, -0.5, 0.5)
+    return [line((0.0, i / k), (1.0, i / k + tilt)) for i in range(k)]
 
 
 Kind = Callable[[np.random.Generator], Digit]
@@ -257,8 +257,8 @@ def draw_negative(rng: np.random.Generator, kind: str | None = None) -> np.ndarr
     if kind is None:
         weights = np.array([w for w, _ in NEGATIVE_KINDS.values()])
         kind = NEGATIVE_NAMES[int(rng.choice(len(weights), p=weights / weights.sum()))]
-    width, nib, pressure = _pen(rng)
-    return render(_style(NEGATIVE_KINDS[kind][1](rng), rng), width, nib, pressure)
+    width, nib, pressure = random_pen(rng)
+    return render(style(NEGATIVE_KINDS[kind][1](rng), rng), width, nib, pressure)
 
 
 def digit_pairs(digits: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

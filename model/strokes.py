@@ -31,187 +31,157 @@ from collections.abc import Callable
 import numpy as np
 
 from .mnistform import FIELD, centre, fit_box
+from .pen import (DOT_SPACING, Digit, Stroke, arc, crop, join, line, random_pen, rasterize, render, resample, style,
+                  uniform)
 
 __all__ = ["ALLOGRAPHS", "Digit", "draw", "edit_mnist", "extend_training_set", "render", "synthesize"]
-
-Stroke = np.ndarray  # (m, 2) points, x then y
-Digit = list[Stroke]
-
-SEGMENT = 0.03  # strokes are resampled to points this far apart before styling (digit heights)
-# Pen widths in MNIST pixels (MNIST's own strokes are 1.2-2.9 px wide, 5th-95th percentile).
-PEN_WIDTH = (1.3, 3.6)
-
-
-# -- stroke primitives ---------------------------------------------------------------
-
-
-def _line(p0, p1) -> Stroke:
-    return np.array([p0, p1], dtype=np.float64)
-
-
-def _arc(cx: float, cy: float, rx: float, ry: float, a0: float, a1: float) -> Stroke:
-    """Return points on an ellipse from angle ``a0`` to ``a1`` (degrees; 0 = right,
-    90 = down, since y points down: increasing angles turn clockwise on screen)."""
-    n = max(4, int(abs(a1 - a0) / 10))
-    t = np.deg2rad(np.linspace(a0, a1, n))
-    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
-
-
-def _join(*parts) -> Stroke:
-    """Return one stroke through all ``parts`` (arrays or points), in order."""
-    return np.concatenate([np.atleast_2d(np.asarray(p, dtype=np.float64)) for p in parts])
-
-
-def _u(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(rng.uniform(lo, hi))
-
 
 # -- the allographs: one function per way of writing a digit -----------------------------
 
 
 def _zero(rng, narrow=False) -> Digit:
-    rx = _u(rng, 0.12, 0.2) if narrow else _u(rng, 0.22, 0.34)
-    ry = _u(rng, 0.44, 0.5)
-    start = _u(rng, -130, -60)
-    loop = _arc(0.35, 0.5, rx, ry, start, start + _u(rng, 345, 390))
+    rx = uniform(rng, 0.12, 0.2) if narrow else uniform(rng, 0.22, 0.34)
+    ry = uniform(rng, 0.44, 0.5)
+    start = uniform(rng, -130, -60)
+    loop = arc(0.35, 0.5, rx, ry, start, start + uniform(rng, 345, 390))
     return [loop]
 
 
 def _one(rng, flag=0.0, foot=False, lead_in=False) -> Digit:
-    top, bottom = (_u(rng, 0.28, 0.36), 0.0), (_u(rng, 0.26, 0.34), 1.0)
+    top, bottom = (uniform(rng, 0.28, 0.36), 0.0), (uniform(rng, 0.26, 0.34), 1.0)
     strokes = []
     if flag:
         # Below the horizontal, to the left. A long flag is steep: drawn flat it would be a
         # 7's bar (a 7 that a writer meant as a 1 is noise in the labels, not a style). A
         # lead-in is the pen's run up from below, most of the digit's height, steeper still.
-        angle = np.deg2rad(_u(rng, 45, 72) if lead_in else _u(rng, 25, 60) if flag < 0.3 else _u(rng, 38, 62))
+        angle = np.deg2rad(uniform(rng, 45, 72) if lead_in else uniform(rng, 25, 60) if flag < 0.3 else uniform(rng, 38, 62))
         start = (top[0] - flag * np.cos(angle), top[1] + flag * np.sin(angle))
-        strokes.append(_join(start, top, bottom))
+        strokes.append(join(start, top, bottom))
     else:
-        strokes.append(_line(top, bottom))
+        strokes.append(line(top, bottom))
     if foot:
-        half = _u(rng, 0.12, 0.24)
-        strokes.append(_line((bottom[0] - half, 1.0), (bottom[0] + half * _u(rng, 0.8, 1.2), 1.0)))
+        half = uniform(rng, 0.12, 0.24)
+        strokes.append(line((bottom[0] - half, 1.0), (bottom[0] + half * uniform(rng, 0.8, 1.2), 1.0)))
     return strokes
 
 
 def _two(rng, style="plain") -> Digit:
-    r = _u(rng, 0.22, 0.3)
+    r = uniform(rng, 0.22, 0.3)
     cx, cy = 0.3, r + 0.02
-    top = _arc(cx, cy, r, r * _u(rng, 0.9, 1.2), _u(rng, 160, 200), _u(rng, 350, 390))
-    corner = (_u(rng, 0.0, 0.08), 1.0)
-    end = (_u(rng, 0.55, 0.7), _u(rng, 0.97, 1.03))
+    top = arc(cx, cy, r, r * uniform(rng, 0.9, 1.2), uniform(rng, 160, 200), uniform(rng, 350, 390))
+    corner = (uniform(rng, 0.0, 0.08), 1.0)
+    end = (uniform(rng, 0.55, 0.7), uniform(rng, 0.97, 1.03))
     if style == "z":
-        top = _join((0.05, 0.02), (0.58, 0.02))
-        return [_join(top, corner, end)]
+        top = join((0.05, 0.02), (0.58, 0.02))
+        return [join(top, corner, end)]
     if style == "loop":
-        loop = _arc(corner[0] + 0.08, 0.9, 0.08, 0.08, -90, 200)
-        return [_join(top, (corner[0] + 0.1, 0.8), loop, end)]
-    return [_join(top, corner, end)]
+        loop = arc(corner[0] + 0.08, 0.9, 0.08, 0.08, -90, 200)
+        return [join(top, (corner[0] + 0.1, 0.8), loop, end)]
+    return [join(top, corner, end)]
 
 
 def _three(rng, flat_top=False) -> Digit:
-    lower = _arc(0.3, 0.72, _u(rng, 0.22, 0.3), 0.27, -90, _u(rng, 140, 170))
+    lower = arc(0.3, 0.72, uniform(rng, 0.22, 0.3), 0.27, -90, uniform(rng, 140, 170))
     if flat_top:
-        upper = _join((0.05, 0.0), (0.55, 0.0), (0.22, 0.42))
-        return [_join(upper, lower[1:])]
-    upper = _arc(0.3, 0.24, _u(rng, 0.18, 0.26), 0.23, _u(rng, 190, 220), 450)
-    return [_join(upper, lower)]
+        upper = join((0.05, 0.0), (0.55, 0.0), (0.22, 0.42))
+        return [join(upper, lower[1:])]
+    upper = arc(0.3, 0.24, uniform(rng, 0.18, 0.26), 0.23, uniform(rng, 190, 220), 450)
+    return [join(upper, lower)]
 
 
 def _four(rng, open_top=False) -> Digit:
-    bar = _u(rng, 0.55, 0.72)
-    stem_x = _u(rng, 0.38, 0.5)
-    stem = _line((stem_x, _u(rng, 0.0, 0.25) if not open_top else 0.0), (stem_x, 1.0))
+    bar = uniform(rng, 0.55, 0.72)
+    stem_x = uniform(rng, 0.38, 0.5)
+    stem = line((stem_x, uniform(rng, 0.0, 0.25) if not open_top else 0.0), (stem_x, 1.0))
     if open_top:
-        left = _u(rng, 0.0, 0.08)
-        return [_join((left + _u(rng, 0.0, 0.06), 0.0), (left, bar), (_u(rng, 0.6, 0.72), bar)), stem]
-    return [_join((stem_x, 0.0), (0.0, bar), (_u(rng, 0.6, 0.72), bar)), stem]
+        left = uniform(rng, 0.0, 0.08)
+        return [join((left + uniform(rng, 0.0, 0.06), 0.0), (left, bar), (uniform(rng, 0.6, 0.72), bar)), stem]
+    return [join((stem_x, 0.0), (0.0, bar), (uniform(rng, 0.6, 0.72), bar)), stem]
 
 
 def _four_one_stroke(rng) -> Digit:
     """The 4 written without lifting the pen: down, across, up to the stem's top, down it."""
-    bar = _u(rng, 0.55, 0.7)
-    stem_x = _u(rng, 0.4, 0.5)
-    return [_join((_u(rng, 0.0, 0.1), 0.0), (0.0, bar), (_u(rng, 0.6, 0.72), bar),
-                  (stem_x + _u(rng, 0.0, 0.08), _u(rng, 0.0, 0.15)), (stem_x, 1.0))]
+    bar = uniform(rng, 0.55, 0.7)
+    stem_x = uniform(rng, 0.4, 0.5)
+    return [join((uniform(rng, 0.0, 0.1), 0.0), (0.0, bar), (uniform(rng, 0.6, 0.72), bar),
+                  (stem_x + uniform(rng, 0.0, 0.08), uniform(rng, 0.0, 0.15)), (stem_x, 1.0))]
 
 
 def _five_one_stroke(rng) -> Digit:
     """The 5 written in one stroke: the top bar right to left, then down and round the belly."""
-    x0 = _u(rng, 0.05, 0.15)
-    belly = _arc(0.28, 0.68, _u(rng, 0.22, 0.3), _u(rng, 0.26, 0.32), -150, _u(rng, 130, 160))
-    return [_join((_u(rng, 0.5, 0.62), -0.02), (x0, 0.0), (x0 - 0.03, 0.45), belly)]
+    x0 = uniform(rng, 0.05, 0.15)
+    belly = arc(0.28, 0.68, uniform(rng, 0.22, 0.3), uniform(rng, 0.26, 0.32), -150, uniform(rng, 130, 160))
+    return [join((uniform(rng, 0.5, 0.62), -0.02), (x0, 0.0), (x0 - 0.03, 0.45), belly)]
 
 
 def _five(rng, detached=False) -> Digit:
-    x0 = _u(rng, 0.05, 0.15)
-    belly = _arc(0.28, 0.68, _u(rng, 0.22, 0.3), _u(rng, 0.26, 0.32), -150, _u(rng, 130, 160))
-    body = _join((x0, 0.02), (x0 - 0.03, 0.45), belly)
-    bar = _line((x0 + (_u(rng, 0.02, 0.08) if detached else 0.0), 0.0), (_u(rng, 0.5, 0.62), -0.02))
+    x0 = uniform(rng, 0.05, 0.15)
+    belly = arc(0.28, 0.68, uniform(rng, 0.22, 0.3), uniform(rng, 0.26, 0.32), -150, uniform(rng, 130, 160))
+    body = join((x0, 0.02), (x0 - 0.03, 0.45), belly)
+    bar = line((x0 + (uniform(rng, 0.02, 0.08) if detached else 0.0), 0.0), (uniform(rng, 0.5, 0.62), -0.02))
     return [body, bar]
 
 
 def _six(rng, straight=False) -> Digit:
-    r = _u(rng, 0.22, 0.28)
-    loop = _arc(0.3, 1.0 - r, r, r, 180, 540)
+    r = uniform(rng, 0.22, 0.28)
+    loop = arc(0.3, 1.0 - r, r, r, 180, 540)
     if straight:
-        return [_join((0.3, 0.0), (0.08, 1.0 - r), loop)]
-    stem = _arc(0.55, 0.62, 0.5, 0.62, -120, -180)
-    return [_join(stem, loop)]
+        return [join((0.3, 0.0), (0.08, 1.0 - r), loop)]
+    stem = arc(0.55, 0.62, 0.5, 0.62, -120, -180)
+    return [join(stem, loop)]
 
 
 def _seven(rng, crossbar=False, serif=False, curved=False) -> Digit:
     top_y = 0.0
     start = (0.0, top_y)
-    corner = (_u(rng, 0.55, 0.68), top_y)
-    foot = (_u(rng, 0.12, 0.28), 1.0)
+    corner = (uniform(rng, 0.55, 0.68), top_y)
+    foot = (uniform(rng, 0.12, 0.28), 1.0)
     if curved:
         mid = ((corner[0] + foot[0]) / 2 + 0.08, 0.5)
-        stem = _join(corner, mid, foot)
+        stem = join(corner, mid, foot)
     else:
-        stem = _join(corner, foot)
-    head = _join((0.0, _u(rng, 0.12, 0.22)), start) if serif else np.array([start])
-    strokes = [_join(head, stem)]
+        stem = join(corner, foot)
+    head = join((0.0, uniform(rng, 0.12, 0.22)), start) if serif else np.array([start])
+    strokes = [join(head, stem)]
     if crossbar:
-        t = _u(rng, 0.45, 0.6)
+        t = uniform(rng, 0.45, 0.6)
         x = corner[0] + t * (foot[0] - corner[0])
-        half = _u(rng, 0.14, 0.22)
-        strokes.append(_line((x - half, t), (x + half * _u(rng, 0.8, 1.1), t)))
+        half = uniform(rng, 0.14, 0.22)
+        strokes.append(line((x - half, t), (x + half * uniform(rng, 0.8, 1.1), t)))
     return strokes
 
 
 def _eight(rng, waist=0.02) -> Digit:
     # A figure of eight: x = rx * sin(2t), y = cos(t); the lobes can differ in size.
-    t = np.linspace(0.0, 2 * np.pi, 64) + _u(rng, -0.3, 0.3)
-    upper, lower = _u(rng, 0.16, 0.24), _u(rng, 0.2, 0.3)
+    t = np.linspace(0.0, 2 * np.pi, 64) + uniform(rng, -0.3, 0.3)
+    upper, lower = uniform(rng, 0.16, 0.24), uniform(rng, 0.2, 0.3)
     x = np.sin(2 * t) * np.where(np.cos(t) > 0, lower, upper) * 1.6
     y = np.cos(t)
     x += np.sign(x) * waist * np.abs(np.sin(2 * t))
-    pts = np.stack([0.3 + x, 0.5 + 0.5 * y * np.where(y > 0, 1.0, _u(rng, 0.85, 1.0))], axis=1)
+    pts = np.stack([0.3 + x, 0.5 + 0.5 * y * np.where(y > 0, 1.0, uniform(rng, 0.85, 1.0))], axis=1)
     return [pts]
 
 
 def _nine_cursive(rng) -> Digit:
     """The 9 in one stroke: from the stem's top round the loop anticlockwise, back to the stem
     and down it, often ending in a tail to the left; the loop is sometimes left open."""
-    r = _u(rng, 0.2, 0.26)
-    joint = (0.3 + r, r * _u(rng, 0.8, 1.2))
-    gap = _u(rng, 20, 60) if rng.random() < 0.3 else 0.0
-    loop = _arc(0.3, r, r, r * _u(rng, 0.9, 1.1), 0, -360 + gap)[::1]
-    end = (joint[0] - _u(rng, 0.05, 0.15), 1.0)
-    tail = [_arc(end[0] - 0.12, 0.85, 0.12, 0.15, 30, 150)] if rng.random() < 0.6 else []
-    return [_join(joint, loop, joint, (joint[0] - 0.02, 0.6), end, *tail)]
+    r = uniform(rng, 0.2, 0.26)
+    joint = (0.3 + r, r * uniform(rng, 0.8, 1.2))
+    gap = uniform(rng, 20, 60) if rng.random() < 0.3 else 0.0
+    loop = arc(0.3, r, r, r * uniform(rng, 0.9, 1.1), 0, -360 + gap)[::1]
+    end = (joint[0] - uniform(rng, 0.05, 0.15), 1.0)
+    tail = [arc(end[0] - 0.12, 0.85, 0.12, 0.15, 30, 150)] if rng.random() < 0.6 else []
+    return [join(joint, loop, joint, (joint[0] - 0.02, 0.6), end, *tail)]
 
 
 def _nine(rng, hooked=False) -> Digit:
-    r = _u(rng, 0.2, 0.26)
-    loop = _arc(0.3, r, r, r * _u(rng, 0.9, 1.1), _u(rng, -10, 10), _u(rng, 370, 390))
+    r = uniform(rng, 0.2, 0.26)
+    loop = arc(0.3, r, r, r * uniform(rng, 0.9, 1.1), uniform(rng, -10, 10), uniform(rng, 370, 390))
     joint = loop[-1]
     if hooked:
-        stem = _join(joint, (joint[0] - 0.02, 0.75), _arc(joint[0] - 0.15, 0.8, 0.14, 0.2, 0, 120))
+        stem = join(joint, (joint[0] - 0.02, 0.75), arc(joint[0] - 0.15, 0.8, 0.14, 0.2, 0, 120))
     else:
-        stem = _join(joint, (joint[0] - _u(rng, 0.0, 0.12), 1.0))
+        stem = join(joint, (joint[0] - uniform(rng, 0.0, 0.12), 1.0))
     return [loop, stem]
 
 
@@ -220,11 +190,11 @@ Allograph = Callable[[np.random.Generator], Digit]
 # least of: MNIST training digits already cover the American plain forms.
 ALLOGRAPHS: dict[int, list[tuple[str, float, Allograph]]] = {
     0: [("0/round", 1.0, _zero), ("0/narrow", 1.0, lambda r: _zero(r, narrow=True))],
-    1: [("1/plain", 0.5, _one), ("1/flag", 1.0, lambda r: _one(r, flag=_u(r, 0.15, 0.3))),
-        ("1/long_flag", 1.5, lambda r: _one(r, flag=_u(r, 0.3, 0.5))),
-        ("1/flag_foot", 1.5, lambda r: _one(r, flag=_u(r, 0.2, 0.45), foot=True)),
+    1: [("1/plain", 0.5, _one), ("1/flag", 1.0, lambda r: _one(r, flag=uniform(r, 0.15, 0.3))),
+        ("1/long_flag", 1.5, lambda r: _one(r, flag=uniform(r, 0.3, 0.5))),
+        ("1/flag_foot", 1.5, lambda r: _one(r, flag=uniform(r, 0.2, 0.45), foot=True)),
         ("1/foot", 0.3, lambda r: _one(r, foot=True)),
-        ("1/lead_in", 1.2, lambda r: _one(r, flag=_u(r, 0.5, 0.85), lead_in=True))],
+        ("1/lead_in", 1.2, lambda r: _one(r, flag=uniform(r, 0.5, 0.85), lead_in=True))],
     2: [("2/plain", 1.0, _two), ("2/loop", 1.2, lambda r: _two(r, "loop")), ("2/z", 0.6, lambda r: _two(r, "z"))],
     3: [("3/round", 1.0, _three), ("3/flat_top", 0.8, lambda r: _three(r, flat_top=True))],
     4: [("4/closed", 1.0, _four), ("4/open", 1.3, lambda r: _four(r, open_top=True)),
@@ -245,132 +215,6 @@ ALLOGRAPH_NAMES = [name for digit in range(10) for name, _, _ in ALLOGRAPHS[digi
 # -- style: jitter, slant, rotation, aspect ---------------------------------------------
 
 
-def _resample(stroke: Stroke, step: float = SEGMENT) -> Stroke:
-    """Return ``stroke`` with points every ``step`` units along its length (at least two)."""
-    seg = np.linalg.norm(np.diff(stroke, axis=0), axis=1)
-    along = np.concatenate([[0.0], np.cumsum(seg)])
-    if along[-1] <= 0:
-        return stroke[[0, -1]]
-    t = np.linspace(0.0, along[-1], max(2, int(np.ceil(along[-1] / step)) + 1))
-    return np.stack([np.interp(t, along, stroke[:, 0]), np.interp(t, along, stroke[:, 1])], axis=1)
-
-
-def _round_corners(stroke: Stroke, passes: int) -> Stroke:
-    """Return ``stroke`` with its corners cut: each segment replaced by points at 1/4 and 3/4."""
-    for _ in range(passes):
-        if len(stroke) < 3:
-            return stroke
-        a, b = stroke[:-1], stroke[1:]
-        cut = np.stack([0.75 * a + 0.25 * b, 0.25 * a + 0.75 * b], axis=1).reshape(-1, 2)
-        stroke = np.concatenate([stroke[:1], cut, stroke[-1:]])
-    return stroke
-
-
-def _style(digit: Digit, rng: np.random.Generator) -> Digit:
-    """Return ``digit`` as a particular hand would write it: wobbly, slanted, turned, narrowed."""
-    slant = _u(rng, -0.1, 0.45) if rng.random() < 0.85 else _u(rng, -0.25, -0.1)  # mostly rightward
-    angle = np.deg2rad(_u(rng, -8, 8))
-    aspect = float(np.exp(_u(rng, -0.35, 0.2)))
-    c, s = np.cos(angle), np.sin(angle)
-    # About the middle of the box: shear (y points down, so x - slant * y leans the top right),
-    # then narrow or widen, then turn.
-    A = np.array([[c, -s], [s, c]]) @ np.diag([aspect, 1.0]) @ np.array([[1.0, -slant], [0.0, 1.0]])
-    wobble = rng.normal(0.0, 0.025, (2, 3))  # a smooth displacement: x, y and x*y terms
-    # A hand that never lifts the pen: the strokes joined into one, each end to the next start.
-    if len(digit) > 1 and rng.random() < 0.2:
-        digit = [np.concatenate(digit)]
-    # A rounded hand: corners cut (Chaikin's scheme, twice), so a flag meets its stem in a curve.
-    if rng.random() < 0.3:
-        digit = [_round_corners(stroke, 2) for stroke in digit]
-    # A quick hand, or a canvas that samples the pointer rarely: straight lines between
-    # positions 0.15-0.35 of the digit's height apart.
-    sparse = _u(rng, 0.15, 0.35) if rng.random() < 0.2 else None
-    out = []
-    for stroke in digit:
-        pts = _resample(stroke, sparse or SEGMENT)
-        if sparse:
-            pts = _resample(pts)
-        pts = pts - (0.3, 0.5)
-        pts += rng.normal(0.0, 0.004, pts.shape)
-        x, y = pts[:, 0], pts[:, 1]
-        pts += (wobble @ np.stack([x, y, x * y])).T
-        out.append(pts @ A.T)
-    return out
-
-
-# -- rendering ---------------------------------------------------------------------------
-
-DOT_SPACING = 0.3  # strokes are rasterised as pen dabs this far apart (pixels)
-
-
-def _dabs(strokes: Digit) -> np.ndarray:
-    """Return (k, 2) points every ``DOT_SPACING`` pixels along every stroke (pixel units)."""
-    return np.concatenate([_resample(stroke, DOT_SPACING) for stroke in strokes])
-
-
-def _rasterize(canvas: np.ndarray, points: np.ndarray, width: float,
-               nib: tuple[float, float] = (1.0, 0.0), level: float = 255.0) -> np.ndarray:
-    """Draw pen dabs at ``points`` (x, y in pixels) into ``canvas``, keeping the brighter value.
-
-    Each dab covers the pixels whose centres lie within ``width / 2`` of it,
-    with a one-pixel linear ramp at the edge (anti-aliasing). A flat nib
-    measures distance in its own metric: across its angle, ``aspect`` times
-    more, so lines drawn along the nib come out thin.
-    """
-    h, w = canvas.shape
-    r = int(np.ceil(width / 2)) + 1
-    oy, ox = np.mgrid[-r:r + 1, -r:r + 1]
-    base = np.floor(points).astype(np.intp)  # the pixel each dab is in
-    px = base[:, None, 0] + ox.ravel()[None]  # (k, window) candidate pixels
-    py = base[:, None, 1] + oy.ravel()[None]
-    dx = px + 0.5 - points[:, None, 0]
-    dy = py + 0.5 - points[:, None, 1]
-    aspect, angle = nib
-    if aspect != 1.0:
-        c, s = np.cos(angle), np.sin(angle)
-        dx, dy = c * dx + s * dy, aspect * (c * dy - s * dx)
-    value = np.clip(width / 2 - np.sqrt(dx * dx + dy * dy) + 0.5, 0.0, 1.0) * level
-    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h) & (value > 0)
-    np.maximum.at(canvas.ravel(), (py * w + px)[inside], value[inside])
-    return canvas
-
-
-def render(strokes: Digit, width: float, nib: tuple[float, float] = (1.0, 0.0),
-           pressure: float = 1.0) -> np.ndarray:
-    """Return ``strokes`` drawn in MNIST's form: uint8 (28, 28), white on black.
-
-    Parameters
-    ----------
-    width : pen width in MNIST pixels (the digit's longer side is 20 px).
-    nib : (aspect >= 1, angle in radians) of the pen tip; (1, 0) is a round
-        tip, a larger aspect a flat nib whose lines are thin along its angle.
-    pressure : ink level of the stroke's core, in (0, 1].
-    """
-    pts = np.concatenate(strokes)
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    extent = float(max(hi - lo)) or 1.0
-    scale = (20.0 - width) / extent  # the ink, pen width included, spans about 20 px
-    margin = width / 2 + 1
-    size = np.ceil((hi - lo) * scale + 2 * margin).astype(int) + 1
-    canvas = np.zeros((size[1], size[0]))
-    placed = [(stroke - lo) * scale + margin for stroke in strokes]
-    _rasterize(canvas, _dabs(placed), width, nib, 255.0 * pressure)
-    return centre(np.clip(fit_box(_crop(canvas)), 0.0, 255.0))
-
-
-def _crop(ink: np.ndarray) -> np.ndarray:
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-
-
-def _pen(rng: np.random.Generator) -> tuple[float, tuple[float, float], float]:
-    """Return a random pen: (width px, nib, pressure)."""
-    width = float(np.exp(rng.uniform(np.log(PEN_WIDTH[0]), np.log(PEN_WIDTH[1]))))
-    nib = (1.0, 0.0) if rng.random() < 0.7 else (_u(rng, 1.5, 3.0), _u(rng, 0.3, 1.2))
-    pressure = _u(rng, 0.9, 1.0)  # uploads are contrast-stretched: strokes end near full ink
-    return width, nib, pressure
-
-
 def draw(label: int, rng: np.random.Generator, allograph: str | None = None) -> np.ndarray:
     """Return one synthetic ``label`` as uint8 (28, 28): a random (or the named) allograph,
     styled and rendered with a random pen."""
@@ -380,8 +224,8 @@ def draw(label: int, rng: np.random.Generator, allograph: str | None = None) -> 
         _, _, make = options[int(rng.choice(len(options), p=weights / weights.sum()))]
     else:
         make = next(f for name, _, f in options if name == allograph)
-    width, nib, pressure = _pen(rng)
-    return render(_style(make(rng), rng), width, nib, pressure)
+    width, nib, pressure = random_pen(rng)
+    return render(style(make(rng), rng), width, nib, pressure)
 
 
 def synthesize(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -408,7 +252,7 @@ def _axis_ends(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 
 def _stamp(image: np.ndarray, stroke: Stroke, width: float) -> np.ndarray:
     """Return ``image`` (float, pixel coordinates) with ``stroke`` drawn in, max-composited."""
-    return _rasterize(image, _resample(stroke + 0.5, DOT_SPACING), width)
+    return rasterize(image, resample(stroke + 0.5, DOT_SPACING), width)
 
 
 def edit_mnist(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -428,29 +272,29 @@ def edit_mnist(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
         height = ys.max() - ys.min() + 1
         if label == 1:
             top, bottom, width = _axis_ends(mask)
-            length = height * _u(rng, 0.15, 0.45)
-            angle = np.deg2rad(_u(rng, 25, 60))
+            length = height * uniform(rng, 0.15, 0.45)
+            angle = np.deg2rad(uniform(rng, 25, 60))
             start = top + length * np.array([-np.cos(angle), np.sin(angle)])
-            ink = _stamp(ink, _join(start, top), width)
+            ink = _stamp(ink, join(start, top), width)
             if rng.random() < 0.5:
-                half = height * _u(rng, 0.12, 0.25)
-                ink = _stamp(ink, _join(bottom - (half, 0), bottom + (half, 0)), width)
+                half = height * uniform(rng, 0.12, 0.25)
+                ink = _stamp(ink, join(bottom - (half, 0), bottom + (half, 0)), width)
         else:
-            row = int(ys.min() + height * _u(rng, 0.45, 0.62))
+            row = int(ys.min() + height * uniform(rng, 0.45, 0.62))
             stem = np.flatnonzero(mask[row])
             if stem.size == 0:
                 continue
             x = stem.mean()
-            half = max(2.0, (xs.max() - xs.min()) * _u(rng, 0.18, 0.3))
+            half = max(2.0, (xs.max() - xs.min()) * uniform(rng, 0.18, 0.3))
             width = float(mask.sum()) / max(float(np.count_nonzero(mask.any(axis=1))), 1.0) / 1.5
-            ink = _stamp(ink, _join((x - half, row), (x + half, row)), min(max(width, 1.5), 3.0))
+            ink = _stamp(ink, join((x - half, row), (x + half, row)), min(max(width, 1.5), 3.0))
         out[i] = _to_form(ink)
     return out
 
 
 def _to_form(ink: np.ndarray) -> np.ndarray:
     """Return an edited 28x28 digit refitted to MNIST's form (a flag widens the box)."""
-    return centre(np.clip(fit_box(_crop(ink)), 0.0, 255.0))
+    return centre(np.clip(fit_box(crop(ink)), 0.0, 255.0))
 
 
 def extend_training_set(images: np.ndarray, labels: np.ndarray, synthetic: int, edit_share: float,
