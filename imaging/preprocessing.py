@@ -40,7 +40,7 @@ from struct import error as struct_error
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, ImageStat, UnidentifiedImageError
 
-from model.data import INPUT_SHAPE, scale_pixels
+from model.data import INPUT_SHAPE
 from model.mnistform import BOX, CENTRE, FIELD, area_average, centre
 
 from .kernels import (border, extent, image_of, label_components, median3, noise_level, otsu, pixels,

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 __all__ = ["CONFIDENCE_THRESHOLDS", "METHODS", "Verdicts", "auroc", "calibrated", "choose_thresholds", "fit_gaussians", "fit_platt",
            "fit_scorer", "fpr_at_tpr", "raw_scores", "Scorer", "verdicts"]
 
