@@ -194,6 +194,13 @@ def test_the_batch_dimension_is_dynamic_and_the_model_checks(tmp_path):
     assert props["weights_sha256"] == loaded.metadata.weights_sha256
 
 
+def test_the_oldest_opset_the_graph_is_written_for_answers_the_same(pixels, tmp_path):
+    loaded = load_artifact(write_artifact(tmp_path / "model.npz", EVERY_KIND, method="energy"))
+    export_onnx(loaded, tmp_path / "model.onnx", opset=13)
+    assert onnx.load(tmp_path / "model.onnx").opset_import[0].version == 13
+    assert_parity(loaded, onnx_session(tmp_path / "model.onnx", threads=1), pixels["mnist"])
+
+
 def test_the_same_artifact_gives_the_same_bytes(tmp_path):
     loaded = load_artifact(write_artifact(tmp_path / "model.npz", EVERY_KIND, method="mahalanobis"))
     first = export_onnx(loaded, tmp_path / "a.onnx")
