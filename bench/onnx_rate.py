@@ -31,19 +31,29 @@ BATCH = 256
 
 
 def rates(artifact: Path, repeat: int) -> list[tuple[str, float]]:
-    """Return (measurement, median seconds per batch of 256) for ``artifact``."""
+    """Return (measurement, median seconds per batch of 256) for ``artifact``.
+
+    The measurements take turns, a pass over the 8 batches each, ``repeat`` times, so a machine
+    whose load changes during the run weighs on all of them alike.
+    """
     loaded = load_artifact(artifact)
     rng = np.random.default_rng(0)
     batches = [rng.random((BATCH, 784), dtype=np.float32) for _ in range(8)]
-    rows = [("NumPy forward (Network.predict_proba)", timeit(loaded.net.predict_proba, batches, repeat)[0]),
-            ("NumPy answer (LoadedModel.predict)", timeit(loaded.predict, batches, repeat)[0])]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         export_onnx(loaded, path)
-        for threads, name in ((1, "1 intra-op thread"), (None, "default threads")):
-            session = onnx_session(path, threads)
-            rows.append((f"onnxruntime, {name}", timeit(lambda X: run_onnx(session, X), batches, repeat)[0]))
-    return rows
+        one, default = onnx_session(path, threads=1), onnx_session(path)
+    calls = {"NumPy forward (Network.predict_proba)": loaded.net.predict_proba,
+             "NumPy answer (LoadedModel.predict)": loaded.predict,
+             "onnxruntime, 1 intra-op thread": lambda X: run_onnx(one, X),
+             "onnxruntime, default threads": lambda X: run_onnx(default, X)}
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for name, fn in calls.items():  # warm-up: buffers, plans, onnxruntime's arenas
+        timeit(fn, batches[:3], 1)
+    for _ in range(repeat):
+        for name, fn in calls.items():
+            times[name].append(timeit(fn, batches, 1)[0])
+    return [(name, float(np.median(t))) for name, t in times.items()]
 
 
 def main(argv: list[str] | None = None) -> None:
