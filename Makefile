@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test bench venv clean validate-deploy container-test audit
+.PHONY: run test bench venv clean validate-deploy container-test audit triton-model
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 (or run make PYTHON=python3 ...)"; exit 1; }
@@ -34,6 +34,13 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.test
 	$(PY) -m pytest
+
+# The Triton model repository's ONNX file (deploy/triton/): the bundled default exported, checked
+# against the service and recorded in its model card. The same artifact gives the same bytes.
+TRITON_ARTIFACT ?= artifacts/mnist/3
+triton-model: $(VENV)/.test
+	$(PY) train.py export $(TRITON_ARTIFACT) --format onnx --out deploy/triton/mnist/1/model.onnx \
+		--check --data-dir ../shared/datasets
 
 validate-deploy:
 	bash scripts/validate-deploy.sh

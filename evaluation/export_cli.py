@@ -54,6 +54,7 @@ def parser() -> argparse.ArgumentParser:
                    help="preprocessed uploads for --check (MNIST models only; 0: none)")
     p.add_argument("--data-dir")
     p.add_argument("--no-download", action="store_true")
+    p.add_argument("--no-verify", action="store_true", help="skip the dataset's checksums")
     p.add_argument("--no-record", action="store_true", help="leave the model card as it is")
     return p
 
@@ -117,7 +118,8 @@ def _check(args: argparse.Namespace, loaded: LoadedModel, out: Path) -> dict:
 
     from model.export import onnx_session
 
-    dataset = load_dataset(loaded.metadata.dataset.name, args.data_dir, download=not args.no_download)
+    dataset = load_dataset(loaded.metadata.dataset.name, args.data_dir, download=not args.no_download,
+                           verify=not args.no_verify, progress=False)
     uploads = (preprocessed_uploads(dataset.test_images, dataset.test_labels, args.uploads)
                if args.uploads and dataset.name == "mnist" else None)
     report = parity(loaded, onnx_session(out), dataset.test_images, uploads)

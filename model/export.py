@@ -237,7 +237,7 @@ def build_onnx(loaded: LoadedModel, opset: int = OPSET):
         [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [n, n_digits]),
          helper.make_tensor_value_info("predicted_class", TensorProto.INT64, [n]),
          helper.make_tensor_value_info("digit_score", TensorProto.FLOAT, [n])],
-        initializer=g.initializers, doc_string=_contract(loaded))
+        initializer=g.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name=PRODUCER, ir_version=IR_VERSION, doc_string=_contract(loaded))
     helper.set_model_props(model, _properties(loaded))
