@@ -2,9 +2,10 @@
 
     python -m bench.onnx_rate [--artifact artifacts/mnist/1/model.npz ...]   (default: every bundled version)
 
-For each artifact: the NumPy forward pass (``Network.predict_proba``, what
-``bench.inprocess`` calls "forward batch 256"), the service's whole answer in
-NumPy (``LoadedModel.predict``: probabilities and digit score), and the ONNX
+For each artifact: the NumPy forward pass of the network as trained
+(``Network.infer``), the service's whole answer in NumPy (``LoadedModel.predictor``:
+batch norms folded, probabilities and digit score; what ``bench.inprocess``
+calls "forward batch 256"), and the ONNX
 export (``model.export``: the same answer) in onnxruntime's CPU provider with
 one intra-op thread and with its default. Images per second from the median
 time of a batch; each measurement rotates among 8 distinct batches of random
@@ -43,8 +44,8 @@ def rates(artifact: Path, repeat: int) -> list[tuple[str, float]]:
         path = Path(tmp) / "model.onnx"
         export_onnx(loaded, path)
         one, default = onnx_session(path, threads=1), onnx_session(path)
-    calls = {"NumPy forward (Network.predict_proba)": loaded.net.predict_proba,
-             "NumPy answer (LoadedModel.predict)": loaded.predict,
+    calls = {"NumPy forward as trained (Network.infer)": loaded.net.infer,
+             "NumPy answer (LoadedModel.predictor)": loaded.predictor,
              "onnxruntime, 1 intra-op thread": lambda X: run_onnx(one, X),
              "onnxruntime, default threads": lambda X: run_onnx(default, X)}
     times: dict[str, list[float]] = {name: [] for name in calls}

@@ -13,16 +13,18 @@ runtimes (onnxruntime, Triton's onnxruntime backend, KServe's Triton runtime):
                                         a * raw + b clipped to [-60, 60]; the top probability for an
                                         artifact without one (as ``service.digits`` answers)
 
-The graph is built with ``onnx.helper`` from the artifact's layer list, one
-translation per layer kind (``LAYER_OPS``); a kind without one raises
-``UnsupportedLayer`` naming the layer. Batch normalisation is exported as the
+The graph is built with ``onnx.helper`` from the layer list the service runs
+(``LoadedModel.predictor``: each batch normalisation folded into the layer
+before it, ``inference.fold_batchnorm``), one translation per layer kind
+(``LAYER_OPS``); a kind without one raises ``UnsupportedLayer`` naming the
+layer. A batch normalisation that cannot be folded is exported as the
 per-channel multiply-add ``BatchNorm.forward`` computes at inference, with the
 same float32 scale and shift, not as the ONNX operator (whose arithmetic
 differs in rounding). Dropout is the identity at inference and adds no node.
 The batch dimension is dynamic. The same artifact always gives the same bytes.
 
 Where the network has a "not a digit" output, it only informs the digit score
-(``ood.predict``): ``probabilities`` covers the digits. The score is computed
+(``inference.Predictor``): ``probabilities`` covers the digits. The score is computed
 in float32 (float64 for ``mahalanobis``, which the service computes in
 float64 from the stored class means and precision).
 
@@ -202,7 +204,7 @@ def build_onnx(loaded: LoadedModel, opset: int = OPSET):
         # 13: Softmax over one axis, Slice/Unsqueeze/ReduceSum/Clip with tensor inputs;
         # 18 moved the other reductions' axes to inputs, which this graph does not write.
         raise ValueError(f"opset {opset} is not supported: choose 13 to 17")
-    net, meta = loaded.net, loaded.metadata
+    net, meta = loaded.predictor.net, loaded.metadata  # as the service runs it: batch norms folded
     n_digits = len(loaded.labels)
     g = _Graph()
     x = INPUT_NAME
@@ -219,7 +221,7 @@ def build_onnx(loaded: LoadedModel, opset: int = OPSET):
         x = translate(g, layer, x, shape, f"layer{i}")
     logits = x
     digits = _first(g, logits, n_digits, "digit_logits") if net.n_outputs > n_digits else logits
-    if net.temperature != 1.0:  # ood.predict: z * (1 / T) in float32
+    if net.temperature != 1.0:  # inference.Predictor: z * (1 / T) in float32
         inverse_t = np.float32(1.0 / net.temperature)
         digits = g.node("Mul", [digits, g.const("inverse_temperature", np.array(inverse_t))], "scaled_logits")
     probs = g.node("Softmax", [digits], "probabilities", axis=1)

@@ -25,7 +25,7 @@ from model.export import (INPUT_NAME, IR_VERSION, OPSET, OUTPUTS, UnsupportedLay
                           onnx_session, run_onnx)
 from model.layers import Layer
 from model.network import Network, mlp_layers
-from model.report import record_export, write_model_card
+from evaluation.card import record_export, write_model_card
 from model.store import ARTIFACT_FILE
 
 from conftest import BUNDLED_ARTIFACTS, REPO
@@ -98,8 +98,7 @@ def write_artifact(path: Path, layers: list[dict], input_shape=(1, 28, 28), meth
 
 
 def service_answer(loaded, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    probs, scores = loaded.predict(X)
-    return probs, probs.max(axis=1) if scores is None else scores
+    return loaded.predictor(X)
 
 
 def assert_parity(loaded, session, X: np.ndarray) -> None:
@@ -227,7 +226,7 @@ class Tanh(Layer):
 def test_an_unsupported_layer_is_named_with_its_index(tmp_path):
     loaded = load_artifact(write_artifact(tmp_path / "model.npz", [{"kind": "flatten"}, {"kind": "relu"}],
                                           input_shape=(784,)))
-    loaded.net.layers[1] = Tanh()
+    loaded.predictor.net.layers[1] = Tanh()  # the network the export translates (as the service runs it)
     with pytest.raises(UnsupportedLayer, match=r"layer 1 \('tanh'\) has no ONNX translation; "
                                                r"supported kinds: batchnorm, conv2d, dense"):
         build_onnx(loaded)
@@ -269,7 +268,7 @@ def test_the_cli_names_an_unsupported_layer(tmp_path, capsys, monkeypatch):
 
     def load_with_tanh(path):
         loaded = real_load(path)
-        loaded.net.layers[0] = Tanh()
+        loaded.predictor.net.layers[0] = Tanh()
         return loaded
 
     monkeypatch.setattr(cli, "load_artifact", load_with_tanh)
