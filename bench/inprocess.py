@@ -24,7 +24,7 @@ from model.data import scale_pixels
 from model.store import ArtifactStore
 from imaging.preprocessing import preprocess
 from service.schemas import prediction_body
-from tests.system.loadgen import REPO, payloads
+from tools.loadgen import REPO, payloads
 
 
 def timeit(fn, items, repeat: int = 5) -> tuple[float, float]:

@@ -7,7 +7,7 @@
     python -m bench.reliability overload  [--seconds 15]   far more connections than capacity
     python -m bench.reliability all                        each of the above, short (20, 60, 20 and 15 s)
 
-The scenarios are tests/system/reliability.py's (the tests run short variants
+The scenarios are tools/reliability.py's (the tests run short variants
 and assert on them); this prints their figures for RELIABILITY.md. wrk is
 Debian's, installed if missing.
 """
@@ -19,8 +19,8 @@ import shutil
 import signal
 import sys
 
-from tests.system.loadgen import ensure_wrk
-from tests.system.reliability import Scenario, kill_worker, load, overload, soak
+from tools.loadgen import ensure_wrk
+from tools.reliability import Scenario, kill_worker, load, overload, soak
 
 
 def main(argv: list[str] | None = None) -> int:

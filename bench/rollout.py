@@ -28,8 +28,8 @@ from pathlib import Path
 import requests
 
 from model.store import ArtifactStore
-from tests.system.loadgen import REPO, _multipart, build_manifests, ensure_wrk, payloads, run_wrk
-from tests.system.reliability import TOKEN, Gunicorn
+from tools.loadgen import REPO, _multipart, build_manifests, ensure_wrk, payloads, run_wrk
+from tools.reliability import TOKEN, Gunicorn
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -15,7 +15,7 @@ under ours. Like for like, every server serves the same artifact: ``--model
 round after round in alternating order, so drift on this shared 2-core
 machine hits them alike; the table reports the median over rounds and the
 ratio to the obvious app's best. Requests rotate among many distinct images
-(``tests/system/wrk_rotate.lua``). Results go to
+(``tools/wrk_rotate.lua``). Results go to
 ``bench/out/serve-<timestamp>.json`` and are printed as a Markdown table for
 ``bench/RESULTS.md``.
 """
@@ -32,7 +32,7 @@ import statistics
 import sys
 from datetime import datetime, timezone
 
-from tests.system.loadgen import CELLS, REPO, Server, build_manifests, ensure_wrk, run_wrk
+from tools.loadgen import CELLS, REPO, Server, build_manifests, ensure_wrk, run_wrk
 
 OUT = REPO / "bench" / "out"
 REFERENCE_BEST = {"WORKER_CLASS": "sync", "WORKERS": "2"}

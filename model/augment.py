@@ -19,7 +19,9 @@ matches MNIST's black background. Then, per image and at random:
   coarse capture) the coarse resolution, so strokes come out blocky.
 
 Everything is vectorised over the batch (the cut refits per image) and drawn
-from the generator passed in, so a seed fixes every augmented image.
+from the generator passed in, so a seed fixes every augmented image. The pen,
+the coarse capture and the cut are also public kernels (``thicken``,
+``coarsen``, ``cut_off``), so each can be tested with chosen arguments.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 
 from .mnistform import BOX, FIELD, area_average, centre, fit_box, linear_resize
 
-__all__ = ["PRESETS", "Augmenter", "AugmentConfig"]
+__all__ = ["PRESETS", "Augmenter", "AugmentConfig", "coarsen", "cut_off", "thicken"]
 
 
 def _f(default, help: str):
@@ -145,54 +147,27 @@ class Augmenter:
         if c.thickness:
             amount = rng.uniform(-c.thickness, c.thickness, n).astype(np.float32)
             nibs = rng.integers(1, len(_NIBS), n) * (rng.random(n) < c.nib) if c.nib else None
-            out = self._thicken(out, amount, nibs)
+            out = thicken(out, amount, nibs)
         if c.bold:
             for i in np.flatnonzero(rng.random(n) < c.bold):
                 for _ in range(int(rng.integers(1, 3))):
-                    out[i] = self._thicken(out[i:i + 1], np.ones(1, np.float32))[0]
+                    out[i] = thicken(out[i:i + 1], np.ones(1, np.float32))[0]
         if c.fill:
             for i in np.flatnonzero(rng.random(n) < c.fill):
                 out[i] = _fill(out[i], float(rng.choice(FILL_ASPECTS)))
         if c.cut:
             for i in np.flatnonzero(rng.random(n) < c.cut):
-                out[i] = _cut(out[i], int(rng.integers(4)), rng.uniform(0.04, 0.12))
+                out[i] = cut_off(out[i], int(rng.integers(4)), rng.uniform(0.04, 0.12))
         coarse = rng.random(n) < c.coarse if c.coarse else np.zeros(n, bool)
         binary = rng.random(n) < c.binarize if c.binarize else np.zeros(n, bool)
         for i in np.flatnonzero(coarse | binary):
             level = float(rng.uniform(0.3, 0.6))
             if coarse[i]:
-                out[i] = _coarse(out[i], int(rng.choice(COARSE_HEIGHTS)), bool(binary[i] or rng.random() < 0.35),
+                out[i] = coarsen(out[i], int(rng.choice(COARSE_HEIGHTS)), bool(binary[i] or rng.random() < 0.35),
                                  level if binary[i] else None)
             else:
                 out[i] = _binarize(out[i], level)
         return out
-
-    @staticmethod
-    def _thicken(images: np.ndarray, amount: np.ndarray, nibs: np.ndarray | None = None) -> np.ndarray:
-        """Blend each image towards its grey dilation (amount > 0) or erosion (< 0).
-
-        The structuring element is a 3x3 cross (a round pen), or where ``nibs``
-        says so one of ``_NIBS``' lines (a flat nib: strokes along it stay
-        thin); blending makes the change continuous, from a fraction of a
-        pixel to a full pixel of stroke width.
-        """
-        n, h, w = images.shape
-        padded = np.zeros((n, h + 2, w + 2), np.float32)
-        padded[:, 1:-1, 1:-1] = images
-        shifts = [padded[:, 1:-1, 1:-1], padded[:, :-2, 1:-1], padded[:, 2:, 1:-1],
-                  padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]]
-        dilated = np.maximum.reduce(shifts)
-        eroded = np.minimum.reduce(shifts)
-        if nibs is not None and nibs.any():
-            for k, offsets in enumerate(_NIBS[1:], start=1):
-                chosen = np.flatnonzero(nibs == k)
-                if chosen.size:
-                    taps = [padded[chosen, 1 + dy:h + 1 + dy, 1 + dx:w + 1 + dx] for dy, dx in offsets]
-                    dilated[chosen] = np.maximum.reduce(taps)
-                    eroded[chosen] = np.minimum.reduce(taps)
-        a = amount[:, None, None]
-        target = np.where(a > 0, dilated, eroded)
-        return images + np.abs(a) * (target - images)
 
     def _sample(self, images: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Bilinear sampling of each image at (x, y) (shape (n, h*w)), zero outside."""
@@ -219,7 +194,7 @@ class Augmenter:
 
 
 # Structuring elements of the pen, as (dy, dx) offsets: index 0 is the round tip
-# (a 3x3 cross, in Augmenter._thicken), the others flat nibs.
+# (a 3x3 cross, in thicken), the others flat nibs.
 _NIBS = [None,
          [(0, 0), (0, -1), (0, 1)],  # horizontal
          [(0, 0), (-1, 0), (1, 0)],  # vertical
@@ -227,7 +202,35 @@ _NIBS = [None,
          [(0, 0), (-1, -1), (1, 1)]]  # falling diagonal
 
 
-def _coarse(image: np.ndarray, height: int, blocky: bool, binary: float | None = None) -> np.ndarray:
+def thicken(images: np.ndarray, amount: np.ndarray, nibs: np.ndarray | None = None) -> np.ndarray:
+    """Return ``images`` (n, h, w) each blended by ``|amount|`` towards its grey dilation
+    (``amount`` > 0) or erosion (< 0): strokes grown or thinned.
+
+    The structuring element is a 3x3 cross (a round pen), or where ``nibs``
+    says so one of ``_NIBS``' lines (a flat nib: strokes along it stay
+    thin); blending makes the change continuous, from a fraction of a
+    pixel to a full pixel of stroke width.
+    """
+    n, h, w = images.shape
+    padded = np.zeros((n, h + 2, w + 2), np.float32)
+    padded[:, 1:-1, 1:-1] = images
+    shifts = [padded[:, 1:-1, 1:-1], padded[:, :-2, 1:-1], padded[:, 2:, 1:-1],
+              padded[:, 1:-1, :-2], padded[:, 1:-1, 2:]]
+    dilated = np.maximum.reduce(shifts)
+    eroded = np.minimum.reduce(shifts)
+    if nibs is not None and nibs.any():
+        for k, offsets in enumerate(_NIBS[1:], start=1):
+            chosen = np.flatnonzero(nibs == k)
+            if chosen.size:
+                taps = [padded[chosen, 1 + dy:h + 1 + dy, 1 + dx:w + 1 + dx] for dy, dx in offsets]
+                dilated[chosen] = np.maximum.reduce(taps)
+                eroded[chosen] = np.minimum.reduce(taps)
+    a = amount[:, None, None]
+    target = np.where(a > 0, dilated, eroded)
+    return images + np.abs(a) * (target - images)
+
+
+def coarsen(image: np.ndarray, height: int, blocky: bool, binary: float | None = None) -> np.ndarray:
     """Return ``image`` as a capture ``height`` pixels high would show it once enlarged
     back: area-averaged down, thresholded at ``binary`` of its brightest pixel if given
     (a 1-bit scan), then interpolated (soft) or repeated (blocky) up, then
@@ -279,7 +282,7 @@ def _fill(image: np.ndarray, aspect: float) -> np.ndarray:
     return centre(np.clip(rows @ crop @ cols.T, 0.0, 255.0)).astype(np.float32)
 
 
-def _cut(image: np.ndarray, side: int, fraction: float) -> np.ndarray:
+def cut_off(image: np.ndarray, side: int, fraction: float) -> np.ndarray:
     """Return ``image`` with ``fraction`` of its ink's extent removed from one side
     (0 top, 1 bottom, 2 left, 3 right), refitted to MNIST's form."""
     mask = image > 32

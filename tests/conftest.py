@@ -119,11 +119,12 @@ def artifacts_dir(tmp_path) -> Path:
 
 
 @pytest.fixture
-def settings(artifacts_dir):
+def settings(artifacts_dir, tmp_path):
+    """Settings for the test's artifacts; feedback goes to the test's directory, not the checkout."""
     from service.settings import Settings
 
     return Settings(artifacts_dir=artifacts_dir, admin_token="test-admin-token-0123456789",
-                    access_log=False)
+                    access_log=False, feedback_dir=tmp_path / "feedback")
 
 
 def derive(settings, **changes):

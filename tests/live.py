@@ -70,10 +70,15 @@ class LiveServer:
 
 @contextmanager
 def live_server(env: dict, tmp_path: Path, ready: bool = True, workers: int = 2):
-    """Yield a ``LiveServer`` running gunicorn with ``env`` on a free loopback port."""
+    """Yield a ``LiveServer`` running gunicorn with ``env`` on a free loopback port.
+
+    Feedback goes to ``tmp_path``/feedback unless ``env`` names a FEEDBACK_DIR: the
+    default, ``feedback`` under the working directory, is the checkout.
+    """
     port = free_port()
     full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), "WORKERS": str(workers),
-                "POLL_INTERVAL": "0.2", **{k: str(v) for k, v in env.items()}}
+                "POLL_INTERVAL": "0.2", "FEEDBACK_DIR": str(tmp_path / "feedback"),
+                **{k: str(v) for k, v in env.items()}}
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_path = tmp_path / f"gunicorn-{port}.log"
     with open(log_path, "wb") as log:

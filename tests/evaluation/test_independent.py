@@ -7,7 +7,6 @@ import matplotlib
 import numpy as np
 import pytest
 
-from evaluation import handwriting
 from evaluation.handwriting import SourceUnavailable, draw_font_digits, font_paths, load_source
 from evaluation.card import text_table
 from evaluation.independent import evaluate, table
@@ -44,7 +43,7 @@ def test_pendigits_are_drawn_as_strokes_through_the_pen_positions():
         assert framed_like_mnist(image)
         assert 0.03 < (image > 127).mean() < 0.4  # a stroke, neither a dot nor a filled block
     # The table has 10,992 rows of 8 (x, y) positions and a label.
-    rows = np.loadtxt(handwriting._keel_file("penbased.dat"), delimiter=",", dtype=np.int64)
+    rows = np.loadtxt(source.origin, delimiter=",", dtype=np.int64)
     assert rows.shape == (10992, 17)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.augment import STYLE, AugmentConfig, Augmenter, _coarse, _cut
+from model.augment import STYLE, AugmentConfig, Augmenter, coarsen, cut_off
 from model.data import load_dataset, scale_pixels
 from model.mnistform import CENTRE, centre, fit_box, to_mnist_form
 from model.strokes import ALLOGRAPHS, ALLOGRAPH_NAMES, draw, edit_mnist, extend_training_set, synthesize
@@ -135,11 +135,11 @@ def test_each_augmentation_kind_keeps_range_and_label(kind, mnist_test):
 
 def test_coarse_capture_is_blurred_or_blocky_and_cut_removes_one_side(mnist_test):
     digit = mnist_test[0][0].astype(np.float32)
-    smooth, blocky = _coarse(digit, 8, False), _coarse(digit, 8, True)
+    smooth, blocky = coarsen(digit, 8, False), coarsen(digit, 8, True)
     assert smooth.max() == pytest.approx(255.0) and blocky.max() == pytest.approx(255.0)
     # Blocky: neighbouring pixels repeat (runs of about 28/11 pixels); smooth: they rarely do.
     assert (np.diff(blocky, axis=1) == 0).mean() > (np.diff(smooth, axis=1) == 0).mean() + 0.1
-    cut = _cut(digit, 0, 0.12)
+    cut = cut_off(digit, 0, 0.12)
     assert in_mnist_form(cut.astype(np.uint8)) and not np.array_equal(cut, digit)
 
 

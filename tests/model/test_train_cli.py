@@ -8,6 +8,7 @@ import pytest
 import train
 from model import recipes
 from model.artifact import load_artifact
+from model.data import read_idx
 from model.store import ArtifactStore
 
 
@@ -20,7 +21,9 @@ def cli_args(mnist_source, tmp_path):
     return args + ([] if real else ["--no-verify"])
 
 
-def test_train_publishes_versions_with_model_card(cli_args, tmp_path, capsys):
+def test_train_publishes_versions_with_model_card(cli_args, mnist_source, tmp_path, capsys):
+    # The shared MNIST has 10,000 test images, the synthetic stand-in fewer: count them.
+    test_size = len(read_idx(mnist_source[0] / "t10k-labels-idx1-ubyte.gz"))
     assert train.main(cli_args) == 0
     out = capsys.readouterr().out
     assert "published mnist version 1" in out and "ECE" in out and "epoch   1/1" in out
@@ -31,7 +34,8 @@ def test_train_publishes_versions_with_model_card(cli_args, tmp_path, capsys):
         assert (version_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     card = json.loads((version_dir / "model-card.json").read_text())
     assert card["training"]["command"].startswith("python train.py --data-dir")
-    assert len(card["history"]) == 1 and np.array(card["confusion_matrix"]).sum() == 10000
+    assert card["dataset"]["test_size"] == test_size
+    assert len(card["history"]) == 1 and np.array(card["confusion_matrix"]).sum() == test_size
     assert set(card["dataset"]["sha256"]) == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
     loaded = load_artifact(version_dir / "model.npz")

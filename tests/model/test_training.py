@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from model.augment import AugmentConfig, Augmenter
+from model.augment import AugmentConfig, Augmenter, thicken
 from model.calibration import expected_calibration_error, fit_temperature, nll
 from model.data import load_dataset, split_validation
 from model.losses import softmax
@@ -90,10 +90,10 @@ def test_hflip_mirrors_about_half_of_the_images():
 def test_thickness_augmentation_thickens_and_thins():
     image = np.zeros((2, 28, 28), np.float32)
     image[:, 8:20, 13:15] = 255.0  # a 2-px vertical stroke
-    out = Augmenter._thicken(image, np.array([1.0, -1.0], np.float32))
+    out = thicken(image, np.array([1.0, -1.0], np.float32))
     assert out[0].sum() > image[0].sum() * 1.5  # dilated: wider
     assert out[1].sum() < image[1].sum() * 0.5  # eroded: thinner
-    half = Augmenter._thicken(image, np.array([0.5, 0.0], np.float32))
+    half = thicken(image, np.array([0.5, 0.0], np.float32))
     np.testing.assert_allclose(half[0], (image[0] + out[0]) / 2)
     np.testing.assert_array_equal(half[1], image[1])
 

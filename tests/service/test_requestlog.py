@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import os
+import re
 import threading
 import time
 
@@ -207,9 +208,9 @@ def test_buffered_handler_closes_twice_flushes_on_demand_and_forgets_lines_acros
 
 def test_request_ids_are_new_in_every_process_and_a_sane_incoming_one_is_kept():
     assert request_id_from("abc-123.x:y") == "abc-123.x:y"
-    for bad in (None, "", "a b", "x" * 129, "caf\u00e9"):
-        new = request_id_from(bad)
-        assert len(new) == 32 and int(new, 16) >= 0
+    fresh = [request_id_from(bad) for bad in (None, "", "a b", "x" * 129, "caf\u00e9")]
+    assert all(re.fullmatch("[0-9a-f]{32}", new) for new in fresh), fresh
+    assert len(set(fresh)) == len(fresh)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # a forked worker must not repeat its parent's sequence

@@ -1,42 +1,70 @@
 """Security properties that cut across modules."""
 
-import ast
-
 import numpy as np
 import pytest
 
-from conftest import REPO
+from model.artifact import InvalidArtifact, load_artifact, read_metadata
+from model.store import ARTIFACT_FILE
+from service import create_app
 
-PRODUCT = [p for d in ("model", "service") for p in (REPO / d).rglob("*.py")] + [REPO / "train.py"]
+from conftest import DIGIT_PNG, one_hot_probs, write_constant_artifact
 
-
-def test_no_pickle_in_product_code():
-    for path in PRODUCT:
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
-                names = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-                assert not any(n.split(".")[0] in ("pickle", "dill", "cloudpickle", "joblib") for n in names), path
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "load" \
-                    and getattr(node.func.value, "id", "") == "np":
-                kwargs = {k.arg: k.value for k in node.keywords}
-                assert "allow_pickle" in kwargs and isinstance(kwargs["allow_pickle"], ast.Constant) \
-                    and kwargs["allow_pickle"].value is False, f"{path}:{node.lineno} np.load without allow_pickle=False"
+AUTH = {"Authorization": "Bearer test-admin-token-0123456789"}
 
 
-def test_object_arrays_in_an_artifact_never_execute(tmp_path):
-    """An .npz carrying a pickled object is refused without unpickling it."""
-    from model.artifact import InvalidArtifact, load_artifact
+class Trap:
+    """Unpickling this creates ``marker``: proof that a loader ran pickle."""
 
-    class Boom:
-        def __reduce__(self):
-            return (exec, ("raise SystemExit('pickle ran')",))
+    def __init__(self, marker):
+        self.marker = str(marker)
 
-    path = tmp_path / "evil.npz"
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').close()",)
+
+
+def write_pickled_artifact(path, member: str, marker):
+    """Write a valid artifact at ``path``, then store ``member`` as a pickled ``Trap``."""
+    write_constant_artifact(path, one_hot_probs(10))
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {name: npz[name] for name in npz.files}
+    arrays[member] = np.array([Trap(marker)], dtype=object)
     with open(path, "wb") as f:
-        np.savez(f, W0=np.array([Boom()], dtype=object), metadata=np.array("{}"))
-    with pytest.raises(InvalidArtifact):
+        np.savez(f, **arrays)
+    return path
+
+
+# The metadata is the member every loader reads first; 0.W is read only with the weights.
+@pytest.mark.parametrize("member", ["metadata", "0.W"])
+def test_a_pickled_member_is_refused_and_never_unpickled(tmp_path, member):
+    marker = tmp_path / "pickle-ran"
+    path = write_pickled_artifact(tmp_path / "evil" / ARTIFACT_FILE, member, marker)
+    with pytest.raises(InvalidArtifact, match="unreadable artifact"):
         load_artifact(path)
+    if member == "metadata":
+        with pytest.raises(InvalidArtifact, match="unreadable artifact"):
+            read_metadata(path)
+    else:
+        assert read_metadata(path).name == "mnist"  # the weights are left unread
+    assert not marker.exists()
+    with np.load(path, allow_pickle=True) as npz:  # the trap is armed: a pickling loader runs it
+        npz[member]
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("member", ["metadata", "0.W"])
+def test_the_service_never_unpickles_a_version(settings, artifacts_dir, tmp_path, member):
+    """Startup, the version listing and a pin all refuse a pickled version 2 and keep serving 1."""
+    marker = tmp_path / "pickle-ran"
+    write_pickled_artifact(artifacts_dir / "mnist" / "2" / ARTIFACT_FILE, member, marker)
+    client = create_app(settings, poll=False).test_client()
+    r = client.post("/v1/predict", data=DIGIT_PNG, content_type="image/png")
+    assert r.status_code == 200 and r.json["model"]["version"] == "1"
+    listing = client.get("/v1/models").json
+    assert listing["last_load_error"]["version"] == "2"
+    assert [(v["version"], v["valid"]) for v in listing["versions"]] == [("2", False), ("1", True)]
+    r = client.put("/v1/models/active", json={"version": "2"}, headers=AUTH)
+    assert r.status_code == 422 and r.json["code"] == "invalid_artifact"
+    assert not marker.exists()
 
 
 @pytest.mark.parametrize("path", ["/v1/predict", "/v1/models", "/healthz", "/openapi.json", "/nope", "/"])

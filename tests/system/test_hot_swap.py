@@ -14,8 +14,8 @@ import time
 
 import requests
 
-from tests.system.reliability import worker_versions
 from model.store import ARTIFACT_FILE
+from tools.reliability import worker_versions
 
 from conftest import DIGIT_PNG, publish_constant
 from live import live_server

@@ -1,6 +1,6 @@
 """Load, soak, a killed worker, overload and graceful shutdown, CI-sized.
 
-The scenarios are reliability.py's; the long versions are
+The scenarios are tools/reliability.py's; the long versions are
 ``python -m bench.reliability load|soak|kill|overload``
 (figures in RELIABILITY.md); these run the same code for a short time and
 assert the properties: no failed request under mixed load, no memory or file
@@ -22,8 +22,8 @@ import time
 import pytest
 import requests
 
-from tests.system import reliability
-from tests.system.loadgen import payloads
+from tools import reliability
+from tools.loadgen import payloads
 
 pytestmark = pytest.mark.skipif(shutil.which("wrk") is None and not os.environ.get("CI"),
                                 reason="wrk is not installed (apt-get install wrk; CI installs it)")

@@ -1,5 +1,5 @@
 -- wrk script: rotate among many pre-built requests, print a JSON summary.
---   wrk -s tests/system/wrk_rotate.lua URL -- MANIFEST [count] [stamp]
+--   wrk -s tools/wrk_rotate.lua URL -- MANIFEST [count] [stamp]
 -- Each MANIFEST line: METHOD<TAB>PATH<TAB>BODY_FILE[<TAB>Header: value]...
 -- Every thread starts at its own random offset, so consecutive requests (and
 -- the threads) carry different images: no response cache could help.

@@ -30,7 +30,7 @@ from PIL import Image, ImageFilter
 
 from model.data import load_dataset
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 LUA = Path(__file__).resolve().with_name("wrk_rotate.lua")
 DISTINCT = 64  # distinct images per payload type
 

@@ -3,7 +3,7 @@
 Every run starts its own gunicorn on 127.0.0.1 (processes are tracked by PID,
 never by name), drives it with wrk (``loadgen.run_wrk``) with counting on
 (statuses and the model version of every answer), prints its figures and
-returns them as a dict. ``test_reliability.py`` runs short variants and
+returns them as a dict. ``tests/system/test_reliability.py`` runs short variants and
 asserts on them; ``python -m bench.reliability`` runs the long ones.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from tests.system.loadgen import REPO, Server, build_manifests, run_wrk
+from tools.loadgen import REPO, Server, build_manifests, run_wrk
 # The traffic mix: how many times each cell's requests appear in the rotation.
 MIX = {"predict_png28": 6, "predict_canvas280": 1, "predict_jpeg1mp": 1, "v2_json1": 2,
        "v2_binary256": 1, "batch64": 1}
