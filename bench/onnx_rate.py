@@ -26,7 +26,7 @@ import numpy as np
 from bench.inprocess import timeit
 from model.artifact import load_artifact
 from model.export import export_onnx, onnx_session, run_onnx
-from tests.system.loadgen import REPO
+from tools.loadgen import REPO
 
 BATCH = 256
 
