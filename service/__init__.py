@@ -65,7 +65,6 @@ def create_app(settings=None, *, poll: bool = True) -> Flask:
     app.config.update(
         SETTINGS=settings,
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
-        MAX_FORM_PARTS=max(64, settings.max_batch_images + 16),
     )
     errors.init_app(app)
     requestlog.init_app(app)  # first: every answer, a shed one included, gets its id and log line

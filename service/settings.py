@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "SettingsError", "load_settings"]
@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address gunicorn binds to.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port gunicorn binds to.")
     workers: int = Field(2, ge=1, le=64, description="gunicorn worker processes.")
-    threads: int = Field(2, ge=1, le=64, description="Threads per worker (gthread worker class).")
+    threads: int = Field(
+        1, ge=1, le=64, description="Threads per gthread worker. One by default: the work is CPU-bound Python, "
+        "so a second thread mostly waits for the GIL and adds latency (bench/RESULTS.md); the worker keeps "
+        "connections alive either way. The sync worker class takes no threads.")
     worker_class: Literal["gthread", "sync", "gevent"] = Field(
         "gthread", description="gunicorn worker class (see bench/RESULTS.md for the measurements).")
     worker_connections: int = Field(
@@ -111,6 +114,16 @@ class Settings(BaseSettings):
                 raise ValueError("the gevent worker class needs the gevent package (pip install gevent)")
         return worker_class
 
+    @model_validator(mode="after")
+    def _sync_is_sync(self) -> Settings:
+        # gunicorn runs the gthread worker when a sync worker is given threads: refuse the
+        # combination rather than run something other than what was asked for.
+        if self.worker_class == "sync" and self.threads > 1:
+            raise ValueError(f"WORKER_CLASS=sync runs one request at a time per worker, but THREADS="
+                             f"{self.threads}: gunicorn would silently run its gthread worker instead. "
+                             "Set THREADS=1 for sync, or WORKER_CLASS=gthread for threads")
+        return self
+
     @field_validator("control_socket", "not_a_digit_below", "uncertain_below", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -138,7 +151,10 @@ def load_settings(**overrides) -> Settings:
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
-            name = str(error["loc"][0]).upper() if error["loc"] else "settings"
+            if not error["loc"]:  # a rule across variables: its message names them (the input is
+                lines.append(f"  {error['msg'].removeprefix('Value error, ')}")  # every setting, tokens too)
+                continue
+            name = str(error["loc"][0]).upper()
             value = error.get("input")
             shown = "" if "token" in name.lower() else f" (got {value!r})"
             lines.append(f"  {name}: {error['msg']}{shown}")

@@ -93,6 +93,14 @@ def _multipart(field, payload, name="x.png"):
     return {field: (io.BytesIO(payload), name)}
 
 
+def _raw_multipart(field, payload, name="x.png"):
+    """A multipart body as curl and browsers send it (Werkzeug's test encoder leaves out the line
+    break before the closing boundary when a file is empty)."""
+    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"" + field.encode() + b"\"; filename=\""
+            + name.encode() + b"\"\r\nContent-Type: image/png\r\n\r\n" + payload + b"\r\n--b0undary--\r\n")
+    return dict(data=body, content_type="multipart/form-data; boundary=b0undary")
+
+
 BAD_UPLOADS = [
     # (id, kwargs for client.post, status, code)
     ("empty raw body", dict(data=b"", content_type="image/png"), 400, "invalid_image"),
@@ -100,7 +108,10 @@ BAD_UPLOADS = [
      400, "invalid_image"),
     ("truncated png", dict(data=DIGIT_PNG[:60], content_type="image/png"), 400, "invalid_image"),
     ("wrong field", dict(data=_multipart("file", DIGIT_PNG)), 400, "bad_request"),
-    ("empty multipart file", dict(data=_multipart("image", b"")), 400, "invalid_image"),
+    ("empty multipart file", _raw_multipart("image", b""), 400, "invalid_image"),
+    ("malformed multipart body", dict(data=b"--b0undary\r\nnot a header\r\n",
+                                      content_type="multipart/form-data; boundary=b0undary"), 400, "bad_request"),
+    ("multipart without a boundary", dict(data=b"x", content_type="multipart/form-data"), 400, "bad_request"),
     ("text/plain", dict(data=b"hello", content_type="text/plain"), 415, "unsupported_media_type"),
     ("no content type", dict(data=b"hello"), 400, "bad_request"),
     ("json without image", dict(json={"picture": "x"}), 400, "bad_request"),
