@@ -233,9 +233,10 @@ class Conv2D(Layer):
         np.copyto(plan.cols, plan.windows)
         np.matmul(self._Wmat, plan.cols2d, out=plan.Yt2d)
         Y = plan.Y
-        np.copyto(Y, plan.Y_from_Yt)
-        if self._b4 is not None:
-            Y += self._b4
+        if self._b4 is not None:  # the bias added in the same pass that puts the pixels in NCHW order
+            np.add(plan.Y_from_Yt, self._b4, out=Y)
+        else:
+            np.copyto(Y, plan.Y_from_Yt)
         if training:
             self._keep(plan_for_backward=plan)
         return Y
