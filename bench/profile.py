@@ -48,11 +48,10 @@ STEPS = [
     ("access log", r"service/(requestlog|logs)\.py|logging/__init__\.py"),
     ("JSON", r"orjson|flask/json/|json/encoder|service/schemas\.py|service/__init__\.py|OrjsonProvider|jsonify"),
     ("digit score and verdict", r"model/ood\.py|inference\.py:\d+\)$|assess \("),
-    ("forward pass", r"model/(network|layers|conv|losses)\.py|Predictor.__call__|bench/reference_app\.py:\d+\)$"
-                     r"|^forward \("),
-    ("preprocessing", r"imaging/(kernels|numbers)\.py|model/mnistform\.py|normalize_digit|ink_map|to_mnist"
-                      r"|_to_gray|_ink \(|_digit_box|_fit \(|_already_mnist|convert \(PIL|resize \(PIL|to_input"),
-    ("decoding", r"decode_image|PIL/"),
+    ("forward pass", r"model/(network|layers|conv|losses)\.py|Predictor.__call__|^forward \(bench"),
+    ("decoding", r"decode_image|^(ImageFile\.load|open|Image\.open) \(PIL|PIL/(Png|Jpeg|Gif|Bmp|Tiff|WebP)ImagePlugin"),
+    ("preprocessing", r"imaging/(preprocessing|kernels|numbers)\.py|model/mnistform\.py|^to_input \("
+                      r"|^Image\.(convert|resize) \(PIL"),
     ("body parsing", r"werkzeug/(formparser|sansio/multipart|datastructures|wsgi)\.py|service/uploads\.py"
                      r"|get_data|_load_form_data|files \("),
     ("HTTP parsing", r"gunicorn/http/"),
