@@ -1,7 +1,7 @@
 """Feedback: the right answer for an image, sent by the person who saw a wrong one.
 
 Each entry is one small JSON file in ``FEEDBACK_DIR``: the 28x28 input the
-model saw (a PNG, base64), the label the person gave, the version that
+model saw (``pixels``: its 784 bytes, row by row, base64), the label the person gave, the version that
 answered and what it answered, the request id if they sent it, and the
 time. An entry is written to a hidden temporary name in the same directory,
 flushed to disk and renamed to ``<time>-<random>.json`` in one step, so
@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 __all__ = ["FeedbackEntry", "FeedbackFull", "FeedbackReadOnly", "FeedbackStore", "load_feedback"]
 
@@ -72,10 +71,27 @@ class FeedbackEntry:
     time: float
 
 
-def _png(digit: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(digit, "L").save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+SIDE = 28
+
+
+def _pixels(text: str) -> np.ndarray:
+    """Return the uint8 (28, 28) image stored as base64 ``pixels``."""
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) != SIDE * SIDE:
+        raise ValueError(f"pixels hold {len(raw)} bytes, expected {SIDE * SIDE}")
+    return np.frombuffer(raw, np.uint8).reshape(SIDE, SIDE).copy()
+
+
+def _png_entry(text: str) -> np.ndarray:
+    """Return the image of an entry written before ``pixels`` (a base64 PNG in ``image``).
+    Only such old entries need Pillow, so it is imported here, never with the package."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(base64.b64decode(text, validate=True)), formats=["PNG"])
+    image.load()
+    if image.mode != "L" or image.size != (SIDE, SIDE):
+        raise ValueError(f"image is {image.mode} {image.size}, expected L ({SIDE}, {SIDE})")
+    return np.asarray(image, np.uint8)
 
 
 def _parse(path: Path) -> FeedbackEntry:
@@ -83,15 +99,12 @@ def _parse(path: Path) -> FeedbackEntry:
     data = json.loads(path.read_bytes())
     if not isinstance(data, dict):
         raise ValueError("not an object")
-    image = Image.open(io.BytesIO(base64.b64decode(data["image"], validate=True)), formats=["PNG"])
-    image.load()
-    if image.mode != "L" or image.size != (28, 28):
-        raise ValueError(f"image is {image.mode} {image.size}, expected L (28, 28)")
+    image = _pixels(data["pixels"]) if "pixels" in data else _png_entry(data["image"])
     label = data["label"]
     if not isinstance(label, int) or not 0 <= label <= 9:
         raise ValueError(f"label {label!r}")
     predicted, answered = data.get("predicted"), data.get("answered")
-    return FeedbackEntry(id=str(data["id"]), image=np.asarray(image, np.uint8), label=label,
+    return FeedbackEntry(id=str(data["id"]), image=image, label=label,
                          version=data.get("version"), predicted=predicted if isinstance(predicted, int) else None,
                          answered=answered if isinstance(answered, int) else None,
                          request_id=data.get("request_id"), time=float(data["time"]))
@@ -152,7 +165,10 @@ class FeedbackStore:
         once may pass it by the few entries they add in that time.
         """
         entries, used = self.usage(RECOUNT_SECONDS)
-        body = {"image": _png(image), "label": int(label), "version": version,
+        pixels = np.ascontiguousarray(image, np.uint8)
+        if pixels.shape != (SIDE, SIDE):
+            raise ValueError(f"feedback images are uint8 ({SIDE}, {SIDE}), got {pixels.shape}")
+        body = {"pixels": base64.b64encode(pixels.tobytes()).decode("ascii"), "label": int(label), "version": version,
                 "predicted": None if predicted is None else int(predicted),
                 "answered": None if answered is None else int(answered), "request_id": request_id,
                 "time": time.time()}
