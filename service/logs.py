@@ -102,10 +102,9 @@ class JsonFormatter(logging.Formatter):
 class BufferedStreamHandler(logging.StreamHandler):
     """A stream handler that writes its lines in batches, like nginx's buffered access log.
 
-    One ``write`` per request puts a system call on the request path; with
-    ``log_fields`` (no ``LogRecord``) the access log costs about 4% of the
-    throughput of small predictions instead of 11% (bench/RESULTS.md).
-    Lines are kept in memory and written together (in whole-line writes of
+    One ``write`` per request would put a system call on the request path
+    (``log_fields`` also skips the ``LogRecord``: bench/RESULTS.md has what
+    each saves). Lines are kept in memory and written together (in whole-line writes of
     at most PIPE_BUF bytes, atomic on the pipe all workers share) when
     ``capacity`` bytes are waiting, when a record at WARNING or above
     arrives, and at least every ``interval`` seconds by a daemon thread; at

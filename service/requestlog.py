@@ -26,7 +26,7 @@ import random
 import re
 import time
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
 from . import metrics
 from .logs import log_fields
@@ -88,8 +88,9 @@ def record(settings, *, request_id: str, method: str, path: str, endpoint: str, 
 
 def _start() -> None:
     g.start = time.perf_counter()
-    g.request_id = request_id_from(request.headers.get("X-Request-ID"))
-    g.traceparent = trace_from(request.headers.get("traceparent"))
+    headers = request.headers
+    g.request_id = request_id_from(headers.get("X-Request-ID"))
+    g.traceparent = trace_from(headers.get("traceparent"))
 
 
 def _drain_unread_body(limit: int) -> None:
@@ -119,37 +120,47 @@ def _drain_unread_body(limit: int) -> None:
         return  # parse errors): nothing to keep, and gunicorn closes such a connection itself
 
 
-def _finish(response):
-    settings = current_app.config["SETTINGS"]
-    _drain_unread_body(DRAIN_FACTOR * settings.max_upload_bytes)
-    elapsed = time.perf_counter() - g.get("start", time.perf_counter())
-    request_id = g.get("request_id") or request_id_from(None)
-    headers = response.headers
-    headers["X-Request-ID"] = request_id
-    traceparent = g.get("traceparent_out") or g.get("traceparent")
-    if traceparent is not None:
-        headers["traceparent"] = traceparent
-    version = g.get("model_version")
-    if version is not None:
-        headers["X-Model-Version"] = version
-    for key, value in API_HEADERS.items():
-        headers.setdefault(key, value)
-    origins = settings.cors_origin_list
-    origin = request.headers.get("Origin")
-    if origins and origin and (origin in origins or "*" in origins):
-        headers["Access-Control-Allow-Origin"] = origin if "*" not in origins else "*"
-        headers["Access-Control-Allow-Headers"] = ("Authorization, Content-Type, X-Request-ID, X-Client-ID, "
-                                                   "traceparent, tracestate")
-        headers["Access-Control-Allow-Methods"] = "GET, POST, PUT, OPTIONS"
-        headers["Access-Control-Expose-Headers"] = "X-Request-ID, X-Model-Version, traceparent"
-        headers["Vary"] = "Origin"
-    record(settings, request_id=request_id, method=request.method, path=request.path,
-           endpoint=request.endpoint or "unmatched", status=response.status_code, elapsed=elapsed,
-           version=version, bytes_in=request.content_length,
-           trace_id=traceparent[3:35] if traceparent is not None else None)
-    return response
+CORS_HEADERS = (("Access-Control-Allow-Headers", "Authorization, Content-Type, X-Request-ID, X-Client-ID, "
+                                                 "traceparent, tracestate"),
+                ("Access-Control-Allow-Methods", "GET, POST, PUT, OPTIONS"),
+                ("Access-Control-Expose-Headers", "X-Request-ID, X-Model-Version, traceparent"),
+                ("Vary", "Origin"))
+# Headers no view sets: added in one step (Cache-Control only where a view has not set it).
+_ALWAYS = tuple((k, v) for k, v in API_HEADERS.items() if k != "Cache-Control")
 
 
 def init_app(app: Flask) -> None:
+    """Register the hooks; what they need of the settings is read once, here."""
+    settings = app.config["SETTINGS"]
+    origins = frozenset(settings.cors_origin_list)
+    any_origin = "*" in origins
+    drain_limit = DRAIN_FACTOR * settings.max_upload_bytes
+
+    def finish(response):
+        _drain_unread_body(drain_limit)
+        elapsed = time.perf_counter() - g.get("start", time.perf_counter())
+        request_id = g.get("request_id") or request_id_from(None)
+        headers = response.headers
+        headers.extend(_ALWAYS)
+        headers.add("X-Request-ID", request_id)
+        if "Cache-Control" not in headers:
+            headers.add("Cache-Control", API_HEADERS["Cache-Control"])
+        traceparent = g.get("traceparent_out") or g.get("traceparent")
+        if traceparent is not None:
+            headers["traceparent"] = traceparent
+        version = g.get("model_version")
+        if version is not None:
+            headers.add("X-Model-Version", version)
+        if origins:
+            origin = request.headers.get("Origin")
+            if origin and (any_origin or origin in origins):
+                headers["Access-Control-Allow-Origin"] = "*" if any_origin else origin
+                headers.extend(CORS_HEADERS)
+        record(settings, request_id=request_id, method=request.method, path=request.path,
+               endpoint=request.endpoint or "unmatched", status=response.status_code, elapsed=elapsed,
+               version=version, bytes_in=request.content_length,
+               trace_id=traceparent[3:35] if traceparent is not None else None)
+        return response
+
     app.before_request(_start)
-    app.after_request(_finish)
+    app.after_request(finish)
