@@ -8,7 +8,10 @@ rotation), browser canvas exports with the ink in the alpha channel, palette
 GIFs, 16-bit and CMYK files, BMP/WebP/TIFF, thick and thin strokes, dusty
 scans. ``KINDS`` names every kind; ``rerender`` makes one file and
 ``rerender_set`` a deterministic batch. Sizes that the kinds speak of in
-"MNIST pixels" are 1/28 of the digit image's side.
+"MNIST pixels" are 1/28 of the digit image's side. The colour and file
+helpers they are made with (``paper_colour``, ``pen_colour``, ``composite``,
+``rotate``, ``to_uint8``, ``encode``) are public: ``numbers`` writes whole
+numbers with them.
 
 It does not own the preprocessing that is meant to undo all this (the service
 does): ``train.py evaluate`` and the tests feed these bytes to it and check
@@ -37,7 +40,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-__all__ = ["KINDS", "rerender", "rerender_set"]
+__all__ = ["KINDS", "composite", "encode", "paper_colour", "pen_colour", "rerender", "rerender_set", "rotate",
+           "to_uint8"]
 
 # Every rendering stays below this, as ordinary uploads do (asserted by _self_check).
 MAX_BYTES = 1_000_000
@@ -75,7 +79,7 @@ class _Rendering:
 
 
 # --------------------------------------------------------------------------------------------------
-# Geometry and colour helpers
+# Geometry and colour helpers (the public ones are shared with ``numbers``)
 
 
 def _pick(rng: np.random.Generator, options: Sequence):
@@ -100,7 +104,7 @@ def _ink(digit: np.ndarray, size: int, rng: np.random.Generator, *, crisp: bool 
     return ink
 
 
-def _rotate(ink: np.ndarray, degrees: float) -> np.ndarray:
+def rotate(ink: np.ndarray, degrees: float) -> np.ndarray:
     """Return ``ink`` rotated counter-clockwise by ``degrees``, enlarged so no ink is cut off."""
     rotated = Image.fromarray(ink.astype(np.float32)).rotate(
         degrees, Image.Resampling.BICUBIC, expand=True, fillcolor=0.0)
@@ -149,7 +153,7 @@ def _placed(digit: np.ndarray, rng: np.random.Generator, size: tuple[int, int],
     return _place(ink, _canvas_shape(box, box, rng, margin), rng)
 
 
-def _paper(rng: np.random.Generator) -> np.ndarray:
+def paper_colour(rng: np.random.Generator) -> np.ndarray:
     """Return a light, slightly warm paper colour (float RGB)."""
     base = rng.uniform(220.0, 248.0)
     # Paper (and indoor light) is never neutral: a little less blue than red, i.e. warm.
@@ -157,7 +161,7 @@ def _paper(rng: np.random.Generator) -> np.ndarray:
     return np.clip(base + tint, 0.0, 255.0)
 
 
-def _pen(rng: np.random.Generator) -> np.ndarray:
+def pen_colour(rng: np.random.Generator) -> np.ndarray:
     """Return a dark, never pure black, ink colour (float RGB): blue ballpoint, black-ish or pencil grey."""
     kind = rng.integers(3)
     if kind == 0:  # blue ballpoint
@@ -169,13 +173,13 @@ def _pen(rng: np.random.Generator) -> np.ndarray:
     return np.clip(colour, 0.0, 255.0)
 
 
-def _compose(coverage: np.ndarray, paper: np.ndarray, pen: np.ndarray) -> np.ndarray:
+def composite(coverage: np.ndarray, paper: np.ndarray, pen: np.ndarray) -> np.ndarray:
     """Return float RGB of ``pen`` ink laid over ``paper`` with the given per-pixel coverage."""
     a = coverage[..., None]
     return paper * (1.0 - a) + pen * a
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
+def to_uint8(x: np.ndarray) -> np.ndarray:
     """Return ``x`` rounded and clipped to uint8."""
     return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
@@ -184,10 +188,10 @@ def _dark_on_light(digit: np.ndarray, rng: np.random.Generator, size: tuple[int,
                    margin: tuple[float, float] = (0.3, 1.2)) -> tuple[np.ndarray, Box]:
     """Return a uint8 RGB picture of the digit in dark ink on light paper, off-centre, and its box."""
     coverage, box = _placed(digit, rng, size, margin, crisp=bool(rng.random() < 0.7))
-    return _to_uint8(_compose(coverage, _paper(rng), _pen(rng))), box
+    return to_uint8(composite(coverage, paper_colour(rng), pen_colour(rng))), box
 
 
-def _encode(img: Image.Image, fmt: str, **params) -> bytes:
+def encode(img: Image.Image, fmt: str, **params) -> bytes:
     """Return ``img`` encoded in ``fmt`` with Pillow's ``params``."""
     buf = io.BytesIO()
     img.save(buf, fmt, **params)
@@ -203,9 +207,9 @@ def _photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, Bo
     ink = _ink(digit, round(short_side * rng.uniform(0.45, 0.75)), rng, crisp=True)
     ink *= rng.uniform(0.85, 1.0)  # pen pressure: ink never covers paper completely
     angle = rng.uniform(-7.0, 7.0)
-    ink = _rotate(ink, angle)  # the page is never square to the camera
+    ink = rotate(ink, angle)  # the page is never square to the camera
     coverage, box = _place(ink, (height, width), rng)
-    rgb = _compose(coverage, _paper(rng), _pen(rng))
+    rgb = composite(coverage, paper_colour(rng), pen_colour(rng))
 
     # Uneven light: a linear fall-off in a random direction plus a vignette round a random centre,
     # normalised so the paper's brightness varies by 30-40% across the frame.
@@ -221,10 +225,10 @@ def _photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, Bo
     rgb *= (1.0 - rng.uniform(0.30, 0.40) * shade)[..., None]
 
     # A slightly soft lens, then sensor noise (added after the blur, as in a camera).
-    img = Image.fromarray(_to_uint8(rgb)).filter(
+    img = Image.fromarray(to_uint8(rgb)).filter(
         ImageFilter.GaussianBlur(rng.uniform(0.5, 1.3) * long_side / 800))
     noisy = np.asarray(img, np.float32) + rng.normal(0.0, rng.uniform(2.0, 5.0), (height, width, 3))
-    return Image.fromarray(_to_uint8(noisy)), box, angle
+    return Image.fromarray(to_uint8(noisy)), box, angle
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,25 +238,25 @@ def _photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, Bo
 def _mnist_png(digit, rng):
     """Return the digit image as an unchanged grayscale PNG (28x28 for MNIST)."""
     side = digit.shape[0]
-    return _Rendering(_encode(Image.fromarray(digit), "PNG"), "image/png", (0, 0, side, side), "bright")
+    return _Rendering(encode(Image.fromarray(digit), "PNG"), "image/png", (0, 0, side, side), "bright")
 
 
 def _upscaled_png(digit, rng):
     """Return the digit white on black, enlarged and off-centre on a non-square canvas, L or RGB PNG."""
     coverage, box = _placed(digit, rng, (112, 400), (0.3, 1.5), crisp=False)
-    img = Image.fromarray(_to_uint8(coverage * 255))
+    img = Image.fromarray(to_uint8(coverage * 255))
     if rng.random() < 0.5:  # a screenshot is RGB even when it is gray
         img = img.convert("RGB")
-    return _Rendering(_encode(img, "PNG"), "image/png", box, "bright")
+    return _Rendering(encode(img, "PNG"), "image/png", box, "bright")
 
 
 def _inverted_png(digit, rng):
     """Return the digit black on white (255 - x), enlarged and off-centre, L or RGB PNG."""
     coverage, box = _placed(digit, rng, (112, 400), (0.3, 1.5), crisp=False)
-    img = Image.fromarray(_to_uint8(255 - coverage * 255))
+    img = Image.fromarray(to_uint8(255 - coverage * 255))
     if rng.random() < 0.5:
         img = img.convert("RGB")
-    return _Rendering(_encode(img, "PNG"), "image/png", box, "dark")
+    return _Rendering(encode(img, "PNG"), "image/png", box, "dark")
 
 
 def _photo_jpeg(digit, rng):
@@ -264,7 +268,7 @@ def _photo_jpeg(digit, rng):
         exif = Image.Exif()
         exif[_ORIENTATION_TAG] = 1
         params["exif"] = exif
-    return _Rendering(_encode(img, "JPEG", **params), "image/jpeg", box, "dark", {"angle": angle})
+    return _Rendering(encode(img, "JPEG", **params), "image/jpeg", box, "dark", {"angle": angle})
 
 
 def _photo_exif_jpeg(digit, rng):
@@ -274,7 +278,7 @@ def _photo_exif_jpeg(digit, rng):
     exif = Image.Exif()
     exif[_ORIENTATION_TAG] = orientation
     stored = upright.transpose(_STORE_FOR_ORIENTATION[orientation])
-    data = _encode(stored, "JPEG", quality=int(rng.integers(60, 91)), exif=exif)
+    data = encode(stored, "JPEG", quality=int(rng.integers(60, 91)), exif=exif)
     return _Rendering(data, "image/jpeg", box, "dark",
                       {"orientation": orientation, "upright": upright, "angle": angle})
 
@@ -294,22 +298,22 @@ def _canvas_png(digit, rng):
     """Return a 280x280 RGBA canvas export: transparent background, the ink only in the alpha channel."""
     coverage, box = _canvas_geometry(digit, rng)
     colour = (0, 0, 0) if rng.random() < 0.5 else _pick(rng, _DARK_COLOURS)
-    alpha = _to_uint8(coverage * 255)
+    alpha = to_uint8(coverage * 255)
     rgba = np.zeros((280, 280, 4), np.uint8)
     # Like canvas.toDataURL(): un-premultiplied stroke colour wherever there is any ink, and
     # (0, 0, 0, 0) elsewhere, so dropping alpha leaves a black (or all-dark) picture.
     rgba[alpha > 0, :3] = colour
     rgba[..., 3] = alpha
     img = Image.fromarray(rgba)
-    return _Rendering(_encode(img, "PNG"), "image/png", box, "alpha", {"colour": colour})
+    return _Rendering(encode(img, "PNG"), "image/png", box, "alpha", {"colour": colour})
 
 
 def _canvas_white_bg_png(digit, rng):
     """Return a 280x280 RGBA canvas that was filled white first: opaque everywhere, black strokes."""
     coverage, box = _canvas_geometry(digit, rng)
     rgba = np.full((280, 280, 4), 255, np.uint8)
-    rgba[..., :3] = _to_uint8(255 * (1 - coverage))[..., None]
-    return _Rendering(_encode(Image.fromarray(rgba), "PNG"), "image/png", box, "dark")
+    rgba[..., :3] = to_uint8(255 * (1 - coverage))[..., None]
+    return _Rendering(encode(Image.fromarray(rgba), "PNG"), "image/png", box, "dark")
 
 
 def _to_palette(rgb: np.ndarray, adaptive: bool, colours: int) -> Image.Image:
@@ -334,7 +338,7 @@ def _palette_gif(digit, rng):
     frames = [_to_palette(f, adaptive, colours) for f in extra[:int(_pick(rng, (0, 0, 1, 2)))]]
     params = {"save_all": True, "append_images": frames, "duration": int(rng.integers(100, 600)),
               "loop": 0} if frames else {}
-    data = _encode(first, "GIF", **params)
+    data = encode(first, "GIF", **params)
     return _Rendering(data, "image/gif", box, "dark", {"frames": 1 + len(frames)})
 
 
@@ -345,16 +349,16 @@ def _la_png(digit, rng):
     la = np.zeros(coverage.shape + (2,), np.uint8)
     if variant == "opaque":
         # An alpha channel that carries nothing: the gray plane is the picture.
-        la[..., 0], la[..., 1], ink = _to_uint8(coverage * 255), 255, "bright"
+        la[..., 0], la[..., 1], ink = to_uint8(coverage * 255), 255, "bright"
     else:
         white = variant == "white_on_transparent"
         level = int(rng.integers(220, 256)) if white else int(rng.integers(0, 90))
         # Transparent pixels keep either 0 or the ink level, as editors do either; with the latter,
         # dropping alpha leaves a single flat gray.
         la[..., 0] = np.where(coverage > 0, level, _pick(rng, (0, level)))
-        la[..., 1], ink = _to_uint8(coverage * 255), "alpha"
+        la[..., 1], ink = to_uint8(coverage * 255), "alpha"
     img = Image.frombytes("LA", la.shape[1::-1], la.tobytes())
-    return _Rendering(_encode(img, "PNG"), "image/png", box, ink, {"variant": variant})
+    return _Rendering(encode(img, "PNG"), "image/png", box, ink, {"variant": variant})
 
 
 def _gray16_png(digit, rng):
@@ -365,7 +369,7 @@ def _gray16_png(digit, rng):
     if inverted:
         values = 65535 - values
     img = Image.fromarray(values.astype(np.uint16))  # uint16 -> mode "I;16"
-    return _Rendering(_encode(img, "PNG"), "image/png", box, "dark" if inverted else "bright",
+    return _Rendering(encode(img, "PNG"), "image/png", box, "dark" if inverted else "bright",
                       {"inverted": inverted})
 
 
@@ -377,21 +381,21 @@ def _cmyk_jpeg(digit, rng):
     x = rgb.astype(np.float32) / 255.0
     k = 1.0 - x.max(axis=2)
     cmy = (1.0 - x - k[..., None]) / np.maximum(1.0 - k, 1e-6)[..., None]
-    cmyk = _to_uint8(np.concatenate([cmy, k[..., None]], axis=2) * 255)
+    cmyk = to_uint8(np.concatenate([cmy, k[..., None]], axis=2) * 255)
     img = Image.frombytes("CMYK", cmyk.shape[1::-1], cmyk.tobytes())
-    return _Rendering(_encode(img, "JPEG", quality=int(rng.integers(70, 96))), "image/jpeg", box, "dark")
+    return _Rendering(encode(img, "JPEG", quality=int(rng.integers(70, 96))), "image/jpeg", box, "dark")
 
 
 def _bmp(digit, rng):
     """Return dark ink on light paper as an uncompressed 24-bit BMP."""
     rgb, box = _dark_on_light(digit, rng, size=(112, 260), margin=(0.3, 1.0))  # stays < 1 MB raw
-    return _Rendering(_encode(Image.fromarray(rgb), "BMP"), "image/bmp", box, "dark")
+    return _Rendering(encode(Image.fromarray(rgb), "BMP"), "image/bmp", box, "dark")
 
 
 def _webp(digit, rng):
     """Return dark ink on light paper as a lossy WebP (quality ~80)."""
     rgb, box = _dark_on_light(digit, rng, size=(112, 400), margin=(0.3, 1.5))
-    data = _encode(Image.fromarray(rgb), "WEBP", quality=int(rng.integers(70, 91)))
+    data = encode(Image.fromarray(rgb), "WEBP", quality=int(rng.integers(70, 91)))
     return _Rendering(data, "image/webp", box, "dark")
 
 
@@ -399,7 +403,7 @@ def _tiff(digit, rng):
     """Return dark ink on light paper as an LZW- or Deflate-compressed TIFF (as scanners write)."""
     rgb, box = _dark_on_light(digit, rng, size=(112, 400), margin=(0.3, 1.5))
     compression = _pick(rng, ("tiff_lzw", "tiff_lzw", "tiff_adobe_deflate"))
-    data = _encode(Image.fromarray(rgb), "TIFF", compression=compression, dpi=(300, 300))
+    data = encode(Image.fromarray(rgb), "TIFF", compression=compression, dpi=(300, 300))
     return _Rendering(data, "image/tiff", box, "dark", {"compression": compression})
 
 
@@ -421,8 +425,8 @@ def _thick_marker_png(digit, rng):
     # open (a loop the writer nearly closed fills in, as it would with a real marker).
     ink = _morph(ink, ImageFilter.MaxFilter, max(1, round(scale * rng.uniform(0.4, 0.7))))
     coverage, box = _place(_solid(ink, 0.4 * scale), _canvas_shape(size, size, rng, (0.3, 1.2)), rng)
-    rgb = _compose(coverage, _paper(rng), np.array(_pick(rng, _DARK_COLOURS), np.float64))
-    return _Rendering(_encode(Image.fromarray(_to_uint8(rgb)), "PNG"), "image/png", box, "dark")
+    rgb = composite(coverage, paper_colour(rng), np.array(_pick(rng, _DARK_COLOURS), np.float64))
+    return _Rendering(encode(Image.fromarray(to_uint8(rgb)), "PNG"), "image/png", box, "dark")
 
 
 def _thin_pen_png(digit, rng):
@@ -439,16 +443,16 @@ def _thin_pen_png(digit, rng):
             break
         ink = thinner
     coverage, box = _place(_solid(ink, 0.25 * scale), _canvas_shape(size, size, rng, (0.3, 1.0)), rng)
-    rgb = _compose(coverage, _paper(rng), _pen(rng))
-    return _Rendering(_encode(Image.fromarray(_to_uint8(rgb)), "PNG"), "image/png", box, "dark")
+    rgb = composite(coverage, paper_colour(rng), pen_colour(rng))
+    return _Rendering(encode(Image.fromarray(to_uint8(rgb)), "PNG"), "image/png", box, "dark")
 
 
 def _noisy_png(digit, rng):
     """Return a dusty scan: dark on light with specks and dust dots away from the digit, plus noise."""
     # Noise does not compress: at most ~530 px square keeps even an RGB file well under MAX_BYTES.
     coverage, box = _placed(digit, rng, (112, 240), (0.5, 1.2), crisp=True)
-    paper, pen = _paper(rng), _pen(rng)
-    img = Image.fromarray(_to_uint8(_compose(coverage, paper, pen)))
+    paper, pen = paper_colour(rng), pen_colour(rng)
+    img = Image.fromarray(to_uint8(composite(coverage, paper, pen)))
     height, width = coverage.shape
     # Keep the dirt off the digit itself (its inked bounding box plus a margin), so the digit stays
     # clean but a crop to "everything dark" would take in the dirt too.
@@ -468,17 +472,17 @@ def _noisy_png(digit, rng):
     draw = ImageDraw.Draw(img)
     for x, y in away(int(rng.integers(8, 40))):  # dust: small dark blobs
         r = rng.uniform(0.8, 3.0)
-        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(_to_uint8(pen + rng.uniform(0, 60))))
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(to_uint8(pen + rng.uniform(0, 60))))
     pixels = np.asarray(img, np.float32).copy()
     specks = away(int(height * width * rng.uniform(0.002, 0.008)))  # salt and pepper
     if specks:
         sx, sy = np.array(specks).T
         pixels[sy, sx] = np.where(rng.random(len(specks)) < 0.6, 0.0, 255.0)[:, None]
     pixels += rng.normal(0.0, rng.uniform(4.0, 12.0), pixels.shape)
-    out = Image.fromarray(_to_uint8(pixels))
+    out = Image.fromarray(to_uint8(pixels))
     if rng.random() < 0.5:  # grayscale scans are common too
         out = out.convert("L")
-    return _Rendering(_encode(out, "PNG"), "image/png", box, "dark", {"keep_out": keep_out})
+    return _Rendering(encode(out, "PNG"), "image/png", box, "dark", {"keep_out": keep_out})
 
 
 _RENDERERS: dict[str, Callable[[np.ndarray, np.random.Generator], _Rendering]] = {
@@ -578,7 +582,7 @@ def _legible(digit: np.ndarray, img: Image.Image, rendering: _Rendering) -> floa
     """Return the correlation between ``digit`` (tilted like the rendering) and the rendering's box."""
     reference = digit.astype(np.float32) / 255.0
     if "angle" in rendering.extra:
-        reference = _rotate(reference, rendering.extra["angle"])
+        reference = rotate(reference, rendering.extra["angle"])
     ink = _ink_map(img, rendering.ink)
     crop = Image.fromarray(ink).crop(rendering.box).resize(reference.shape[::-1], Image.Resampling.BOX)
     a, b = np.asarray(crop, np.float64).ravel(), reference.astype(np.float64).ravel()
