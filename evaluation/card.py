@@ -173,11 +173,13 @@ def _independent_section(report: dict) -> list[str]:
              "Evaluation only (never trained on or used to choose a model): each source's digits put into "
              "MNIST's form by the service's preprocessing (*as drawn*), and a sample rendered as every kind "
              f"of upload ({report.get('per_kind')} per kind) and sent through the service's decoding and "
-             "preprocessing (*as uploads*). Confident errors: wrong with confidence >= 0.9.", ""]
+             "preprocessing (*as uploads*), and every digit as old scanning systems stored digits (*as "
+             "scanned*: stretched to fill a cell, one bit per pixel, 12-16 pixels; `evaluation/scans.py`). "
+             "Confident errors: wrong with confidence >= 0.9.", ""]
     lines += markdown_table(*independent_report.table(report))
-    header, rows = independent_report.kind_table(report)
-    if rows:
-        lines += [""] + markdown_table(header, rows)
+    for header, rows in (independent_report.kind_table(report), independent_report.scanned_table(report)):
+        if rows:
+            lines += [""] + markdown_table(header, rows)
     return lines + [""]
 
 

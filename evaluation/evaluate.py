@@ -161,6 +161,8 @@ def main(argv: list[str]) -> int:
     report = run_independent(loaded.predictor, dataset, args.independent, False, args.native_limit)
     print("\naccuracy per kind of upload:")
     print(text_table(*independent.kind_table(report)))
+    print("\naccuracy as scanning systems stored digits:")
+    print(text_table(*independent.scanned_table(report)))
     print("\ndigits against not-digits, as uploads:")
     raw = {m: Scorer(m, None) for m in ("msp", "energy")}
     if meta.ood is not None:
