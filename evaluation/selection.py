@@ -53,6 +53,7 @@ CANDIDATES: dict[str, dict] = {
     "scanned_more": {"augment": {"fill": 0.25, "binarize": 0.15, "bold": 0.1, "coarse": 0.25}},
     "scanned_smooth": {"label_smoothing": 0.1, "augment": {"fill": 0.15, "binarize": 0.1, "bold": 0.05, "coarse": 0.2}},
     "scanned_wide": {"filters": (16, 32, 128), "augment": {"fill": 0.15, "binarize": 0.1, "bold": 0.05, "coarse": 0.2}},
+    "scanned_fragments": {"fragments": 1500, "augment": {"fill": 0.15, "binarize": 0.1, "bold": 0.05, "coarse": 0.2}},
 }
 PER_SOURCE = 600  # digits of each source judged (a random sample, the same for every candidate)
 
