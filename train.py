@@ -147,6 +147,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                         if ood_arrays else None)
         print(f"digit score: {ood['method']}; not_a_digit below {ood['thresholds']['not_a_digit_below']:.4f}, "
               f"uncertain below {ood['thresholds']['uncertain_below']:.4f}")
+        best = max(row["auroc"] for row in ood["comparison"])
+        if best <= 0.5:
+            print(f"warning: no digit score tells digits from not-digits on the validation data (best AUROC "
+                  f"{best:.3f}): digit_score and the verdicts mean little for this model", file=sys.stderr)
         if recipe.independent:
             metrics.update(after_training(net, data.n_digits, scorer, raw, Verdicts(**ood["thresholds"]), dataset,
                                           args.data_dir, recipe.independent, args.quiet))

@@ -237,7 +237,14 @@ def fit_scorer(net, n_digits: int, digit_groups: dict[str, tuple[np.ndarray, np.
     best = max(comparison, key=lambda r: r["auroc"])["method"]
     raw_d, raw_n = raws[best]
     all_d = np.concatenate(list(raw_d.values()))
-    a, b = fit_platt(np.concatenate([all_d, raw_n]), np.r_[np.ones(len(all_d)), np.zeros(len(raw_n))])
+    everything = np.concatenate([all_d, raw_n])
+    a, b = fit_platt(everything, np.r_[np.ones(len(all_d)), np.zeros(len(raw_n))])
+    if not a > 0:
+        # Not even the best method ranks digits above not-digits here (a model that has not
+        # learnt the difference): keep a valid, increasing map, the raw score standardised; the
+        # comparison's AUROCs (below 0.5) say what it is worth.
+        spread = float(everything.std()) or 1.0
+        a, b = 1.0 / spread, -float(everything.mean()) / spread
     z = np.concatenate([lg for lg, _ in digits.values()])[:, :n_digits].astype(np.float64) / T
     probs = np.exp(z - z.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)

