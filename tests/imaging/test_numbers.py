@@ -2,15 +2,16 @@
 upload's pixels, and /v1/read's answers, errors, limits and metrics."""
 
 import io
+import itertools
 import math
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from model.ood import CONFIDENCE_THRESHOLDS, Verdicts
 from service import create_app
-from imaging.numbers import MarksOnly, TooManyDigits, read, read_image
+from imaging.numbers import (MarksOnly, TooManyDigits, best_segmentation, cheapest_cuts, cut_paths, drop_fall, read,
+                             read_image)
 from service.schemas import ReadResponse
 from service.settings import Settings
 
@@ -175,6 +176,162 @@ def test_too_many_digits_and_marks_only_are_refused():
             scribble[5 + t // 2, min(119, x + t)] = 255
     with pytest.raises(MarksOnly):
         read_bytes(png(np.maximum(scribble, np.roll(scribble, 1, axis=0))))
+
+
+# -- cut paths and the choice of a segmentation ---------------------------------------------------
+
+
+def rings(contact: int = 19, size: int = 40, radius: float = 8.5, width: float = 1.6) -> tuple[np.ndarray, ...]:
+    """Return (mask, left, right): two rings side by side (a touching "00"), the left one's
+    rightmost ink and the right one's leftmost ink both in column ``contact``."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(float)
+    left = np.abs(np.hypot(yy - 20, xx - (contact - radius)) - radius) <= width
+    right = np.abs(np.hypot(yy - 20, xx - (contact + radius)) - radius) <= width
+    return left | right, left, right
+
+
+def slanted_bars(shear: float = 0.5, size: int = 40, gap: int = 3) -> tuple[np.ndarray, ...]:
+    """Return (mask, left, right): two bars 4 px wide leaning right by ``shear`` columns per
+    row, ``gap`` columns apart (the left one's right edge from column 36 at the top to 20
+    at the bottom)."""
+    yy, xx = np.mgrid[0:size, 0:size * 2].astype(float)
+    axis = 18 + shear * (size - 1 - yy)  # x of the left bar's right edge in each row
+    left = (xx > axis - 4) & (xx <= axis) & (yy >= 4) & (yy < size - 4)
+    right = (xx > axis + gap) & (xx <= axis + gap + 4) & (yy >= 4) & (yy < size - 4)
+    return left | right, left, right
+
+
+def splits(path: np.ndarray, left: np.ndarray, right: np.ndarray, slack: int = 0) -> bool:
+    """Whether ``path`` puts every pixel of ``left`` left of it and of ``right`` right of it,
+    but for the pixels within ``slack`` columns of it (the contact)."""
+    cols = np.arange(left.shape[1])[None, :]
+    near = np.abs(cols - path[:, None]) <= slack
+    return not (left & (cols >= path[:, None]) & ~near).any() and not (right & (cols < path[:, None]) & ~near).any()
+
+
+@pytest.mark.parametrize("from_bottom", [False, True])
+@pytest.mark.parametrize("lean", [-1, 1])
+def test_drop_fall_splits_a_touching_pair_at_the_contact(from_bottom, lean):
+    mask, left, right = rings(contact=19)
+    path = drop_fall(mask, 19, from_bottom=from_bottom, lean=lean, lo=4, hi=36)
+    assert path.shape == (40,) and splits(path, left, right, slack=2)
+    assert np.all(np.abs(path[16:25] - 19) <= 2)  # it goes through where they meet
+
+
+def test_drop_fall_follows_a_slanted_gap():
+    mask, left, right = slanted_bars(shear=0.5, gap=3)
+    path = drop_fall(mask, int(18 + 0.5 * 35) + 2, lo=0, hi=80)
+    assert splits(path, left, right) and path[5] - path[34] >= 10  # not a vertical line
+    assert not mask[np.arange(40), path].any()  # through the background all the way
+
+
+def test_the_cheapest_cut_goes_through_the_least_ink():
+    mask, left, right = slanted_bars(shear=0.5, gap=3)
+    (path,) = cheapest_cuts(mask.astype(np.float32), [29], band=9)  # the band covers the slant
+    assert splits(path, left, right) and not mask[np.arange(40), path].any()
+    (narrow,) = cheapest_cuts(mask.astype(np.float32), [29], band=3)  # a band too narrow for the slant
+    assert mask[np.arange(40), narrow].any()
+
+
+def test_cut_paths_of_a_touching_pair_include_the_contact():
+    mask, left, right = rings(contact=19)
+    cuts = cut_paths(mask, height=20.0, stroke=3.0)
+    assert cuts and all((a <= b).all() for (a, _), (b, _) in itertools.pairwise(cuts))  # they never cross
+    assert any(splits(path, left, right, slack=2) for path, _ in cuts)
+
+
+def test_the_best_segmentation_maximises_the_sum_of_scores_less_the_cuts():
+    # nodes 0..4; one wide candidate (0, 4) against two pairs of narrower ones
+    edges = {(0, 4): -1.0, (0, 2): -0.2, (2, 4): -0.3, (0, 1): -3.0, (1, 4): -0.1, (1, 2): -2.0}
+    assert best_segmentation(4, edges, [0, 0, 0, 0, 0]) == [(0, 2), (2, 4)]
+    # a costly cut at node 2 (through much ink) makes the whole reading win
+    assert best_segmentation(4, edges, [0, 0, 1.0, 0, 0]) == [(0, 4)]
+    # ...unless another path avoids it: node 1 is cheap, but (0, 1) reads badly
+    assert best_segmentation(4, {**edges, (0, 1): -0.1}, [0, 0, 1.0, 0, 0]) == [(0, 1), (1, 4)]
+    assert best_segmentation(4, {(0, 1): 0.0, (2, 4): 0.0}, [0] * 5) == []  # no path reaches the end
+
+
+def fake_assess(X: np.ndarray):
+    """A judge that knows one digit: a narrow upright stroke is a confident 1 (digit score
+    0.97); anything wider is not a digit (score 0.01)."""
+    images = X.reshape(-1, 28, 28) > 0.3
+    widths = np.array([np.ptp(np.flatnonzero(im.any(axis=0))) + 1 if im.any() else 0 for im in images])
+    probs = np.full((len(X), 10), 0.005, np.float32)
+    probs[:, 1] = 0.955
+    scores = np.where(widths <= 9, 0.97, 0.01).astype(np.float32)
+    return probs, scores, ["digit" if s > 0.5 else "not_a_digit" for s in scores]
+
+
+def test_a_wide_piece_is_cut_where_the_judge_sees_two_digits():
+    bar = np.zeros((20, 4), np.uint8)
+    bar[:, :] = 255
+    joined = np.zeros((20, 16), np.uint8)  # a "U": two bars joined at the bottom
+    joined[:, :4] = joined[:, 12:] = 255
+    joined[16:, :] = 255
+    ink, _ = line("1u1", pieces={"1": bar, "u": joined}, gaps=[8, 8])
+    image, working = read_image(png(ink), 40_000_000)
+    reading = read(image, working, fake_assess, [str(d) for d in range(10)], 32)
+    assert reading.text == "1111" and reading.marks == []
+
+
+def touching(parts: list[np.ndarray], overlap: int, level: int = 90) -> np.ndarray:
+    """Return ink (uint8, 1x) with ``parts`` side by side on a baseline, each touching the one
+    before: slid left until their ink (pixels of ``level`` or more) overlaps by ``overlap``
+    pixels in the row where they come closest."""
+    height = max(p.shape[0] for p in parts) + 16
+    canvas = np.zeros((height, sum(p.shape[1] for p in parts) + 16), np.uint8)
+    x, before = 8, None
+    for part in parts:
+        y = height - 6 - part.shape[0]
+        if before is not None:
+            bx, by, b = before
+            rows = range(max(by, y), min(by + b.shape[0], y + part.shape[0]))
+            x = max(bx + np.flatnonzero(b[r - by] >= level)[-1] - np.flatnonzero(part[r - y] >= level)[0]
+                    for r in rows if (b[r - by] >= level).any() and (part[r - y] >= level).any()) - overlap + 1
+        region = canvas[y:y + part.shape[0], x:x + part.shape[1]]
+        np.maximum(region, part, out=region)
+        before = (x, y, part)
+        x += part.shape[1] + 6
+    return canvas[:, :np.flatnonzero(canvas.any(axis=0))[-1] + 9]
+
+
+def upright(digit: np.ndarray, degrees: float) -> np.ndarray:
+    """Return ``digit`` turned counter-clockwise by ``degrees``, cropped to its ink."""
+    turned = np.asarray(Image.fromarray(digit).rotate(degrees, Image.BILINEAR, expand=True))
+    rows, cols = np.flatnonzero(turned.max(axis=1) > 20), np.flatnonzero(turned.max(axis=0) > 20)
+    return turned[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def crop_of(path) -> np.ndarray:
+    image = np.asarray(Image.open(path))
+    rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
+    return image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+ONES = [crop_of(RESOURCES / "mnist_test_2_label1.png"), crop_of(RESOURCES / "mnist_test_5_label1.png")]
+
+
+@pytest.mark.parametrize("overlap", [1, 2, 3])
+@pytest.mark.parametrize("text, parts", [
+    ("11", [upright(ONES[0], 20), ONES[1]]),  # an upright 1 and a slanted one meeting at the foot
+    ("00", [DIGITS["0"], DIGITS["0"]]),
+    ("17", [DIGITS["1"], DIGITS["7"]]),
+])
+def test_touching_pairs_read_right(text, parts, overlap):
+    ink = touching(parts, overlap)
+    assert len(np.flatnonzero(np.diff((ink.max(axis=0) > 0).astype(int)) == 1)) == 1  # one piece
+    assert read_bytes(png(ink)).text == text
+
+
+def test_a_dash_is_a_mark_not_a_digit():
+    dash = np.zeros((3, 9), np.uint8)
+    dash[:] = 255
+    ink, boxes = line("41-72", pieces={"-": dash}, drops=[0, 0, -10, 0, 0])
+    reading = read_bytes(png(ink))
+    assert reading.text == "4172"
+    assert len(reading.marks) == 1 and reading.marks[0]["kind"] == "mark"
+    x, _, w, _ = reading.marks[0]["box"]
+    assert abs(x - boxes[2][0] * SCALE) <= 3 * SCALE and abs(w - boxes[2][2] * SCALE) <= 3 * SCALE
 
 
 # -- the endpoint --------------------------------------------------------------------------------
