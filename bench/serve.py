@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="1",
                         help="bundled version every server serves (1: the MLP; the newest: the default CNN)")
     parser.add_argument("--no-reference", action="store_true")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for our server only (e.g. WORKER_CLASS=sync), repeatable; the "
+                             "obvious app's 'our config' column keeps the defaults")
     args = parser.parse_args(argv)
     # Stopped with SIGTERM (or SIGINT, which a background job ignores): still stop the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = work / "artifacts" / "mnist"
     shutil.copytree(REPO / "artifacts" / "mnist" / args.model, artifacts / args.model)
     model_path = REPO / "artifacts" / "mnist" / "1" / "model.npz"
-    ours_env = {"ARTIFACTS_DIR": str(work / "artifacts"), "ACCESS_LOG": "true"}
+    ours_env = {**dict(item.split("=", 1) for item in args.env), "ARTIFACTS_DIR": str(work / "artifacts"),
+                "ACCESS_LOG": "true"}
     servers = [Server("ours", "service:create_app()", 18411, ours_env, work / "ours.log")]
     if not args.no_reference:
         ref = {"REFERENCE_ARTIFACT": str(model_path)}
