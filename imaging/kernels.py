@@ -21,7 +21,7 @@ import functools
 import numpy as np
 from PIL import Image
 
-from model.mnistform import area_average
+from model.mnistform import area_average, stroke_width, window_filter  # shared with training
 
 __all__ = ["area_average", "border", "extent", "image_of", "label_components", "median3", "noise_level",
            "otsu", "pixels", "quantiles", "smoothing_resampler", "stroke_width", "subsample", "window_filter"]
@@ -92,28 +92,6 @@ def otsu(values: np.ndarray) -> float:
     return float(between.argmax()) + 0.5
 
 
-def window_filter(image: np.ndarray, reduce, size: int) -> np.ndarray:
-    """Return ``reduce`` (np.minimum or np.maximum) over a size x size window, separably.
-
-    Windows are clipped at the edges (the same as repeating the border for a
-    minimum or maximum). Far cheaper than Pillow's rank filters, which sort
-    every window.
-    """
-    r = size // 2
-    out = image
-    for axis in (0, 1):
-        src = out
-        out = src.copy()
-        for k in range(1, r + 1):
-            if axis == 0:
-                reduce(out[k:], src[:-k], out=out[k:])
-                reduce(out[:-k], src[k:], out=out[:-k])
-            else:
-                reduce(out[:, k:], src[:, :-k], out=out[:, k:])
-                reduce(out[:, :-k], src[:, k:], out=out[:, :-k])
-    return out
-
-
 def median3(image: np.ndarray) -> np.ndarray:
     """Return the 3x3 median filter of ``image`` (edges repeated)."""
     h, w = image.shape
@@ -173,12 +151,3 @@ def label_components(mask: np.ndarray) -> np.ndarray:
 def extent(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return the indices of the rows and of the columns of ``mask`` that hold a True."""
     return np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-
-
-def stroke_width(mask: np.ndarray) -> float:
-    """Return the mean stroke width of a binary drawing, ~ 2 * area / perimeter."""
-    area = float(mask.sum())
-    edges = (np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
-    edges += np.count_nonzero(mask[0]) + np.count_nonzero(mask[-1])
-    edges += np.count_nonzero(mask[:, 0]) + np.count_nonzero(mask[:, -1])
-    return 2.0 * area / max(edges, 1)

@@ -42,10 +42,10 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, ImageStat, UnidentifiedImageError
 
 from model.data import INPUT_SHAPE
-from model.mnistform import BOX, CENTRE, FIELD, area_average, centre
+from model.mnistform import BOX, CENTRE, FIELD, area_average, centre, even_strokes
 
 from .kernels import (border, extent, image_of, label_components, median3, noise_level, otsu, pixels,
-                      quantiles, smoothing_resampler, stroke_width, subsample, window_filter)
+                      quantiles, smoothing_resampler, subsample, window_filter)
 
 __all__ = [
     "ACCEPTED_FORMATS",
@@ -85,13 +85,6 @@ NOISE_FLOOR = 3.0  # ink must exceed the paper by this many sigmas of the frame'
 SHADING_MIN_SIDE = 32  # smaller images are too coarse to tell shading from strokes
 MIN_CONTRAST = 24.0  # ink must differ from paper by this much (0..255) or it's blank
 STROKE_LEVEL = 0.6  # the strokes' 60th-percentile level becomes full intensity (255)
-# MNIST strokes are 1.2 to 2.9 px wide (5th-95th percentile at 28x28). Strokes
-# outside this band after scaling are thickened or thinned first, on images
-# reduced by more than STROKE_CHECK_BELOW (smaller ones keep their strokes).
-MIN_STROKE_PX = 1.6
-MAX_STROKE_PX = 3.2
-STROKE_CHECK_BELOW = 0.5
-MAX_STROKE_FILTER = 15  # the largest window (px) a stroke is grown or thinned by
 
 # Pillow reads the whole file into memory for some formats; these keep its own
 # guards on. The explicit pixel check in decode_image fires first.
@@ -478,17 +471,7 @@ def _fit(crop: np.ndarray, threshold: float) -> np.ndarray:
     scale = BOX / max(h, w)
     strokes = crop[crop > threshold]
     level = quantiles(strokes, STROKE_LEVEL)[0] if strokes.size else float(crop.max())
-    crop = np.clip(crop * (255.0 / max(level, 1e-3)), 0.0, 255.0)
-    if scale < STROKE_CHECK_BELOW:
-        # A fine pen on a big image would fade to a hairline, a marker would
-        # blot out the loops: bring the stroke width into MNIST's range.
-        width = stroke_width(crop > 127.0)
-        if width * scale < MIN_STROKE_PX:
-            k = int(np.ceil(MIN_STROKE_PX / scale - width)) | 1
-            crop = window_filter(crop, np.maximum, min(max(k, 3), MAX_STROKE_FILTER))
-        elif width * scale > MAX_STROKE_PX:
-            k = int(round(width - 0.5 * (MIN_STROKE_PX + MAX_STROKE_PX) / scale)) | 1
-            crop = window_filter(crop, np.minimum, min(max(k, 3), MAX_STROKE_FILTER))
+    crop = even_strokes(np.clip(crop * (255.0 / max(level, 1e-3)), 0.0, 255.0), scale)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
     if (new_w, new_h) == (w, h):  # already 20 px on the long side (MNIST-like uploads)
         return crop

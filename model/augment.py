@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .mnistform import BOX, FIELD, area_average, centre, fit_box, linear_resize
+from .mnistform import BOX, FIELD, area_average, centre, even_strokes, fit_box, linear_resize
 
 __all__ = ["PRESETS", "Augmenter", "AugmentConfig", "coarsen", "cut_off", "thicken"]
 
@@ -81,6 +81,7 @@ COARSE_HEIGHTS = tuple(range(8, 17))  # pixel heights of a coarse capture
 # The boxes a scanner stretched digits into, as width / height: a square (USPS- and
 # Semeion-like 16x16 cells) twice as often as a tall cell.
 FILL_ASPECTS = (1.0, 1.0, 0.75)
+UPLOAD_SIDE = 80  # a filled cell as a large upload shows it, before its strokes are evened
 
 
 def _gaussian_matrix(n: int, sigma: float) -> np.ndarray:
@@ -153,7 +154,7 @@ class Augmenter:
                     out[i] = thicken(out[i:i + 1], np.ones(1, np.float32))[0]
         if c.fill:
             for i in np.flatnonzero(rng.random(n) < c.fill):
-                out[i] = _fill(out[i], float(rng.choice(FILL_ASPECTS)))
+                out[i] = _fill(out[i], float(rng.choice(FILL_ASPECTS)), bool(rng.random() < 0.5))
         if c.cut:
             for i in np.flatnonzero(rng.random(n) < c.cut):
                 out[i] = cut_off(out[i], int(rng.integers(4)), rng.uniform(0.04, 0.12))
@@ -266,19 +267,31 @@ def _ink_box(image: np.ndarray) -> tuple[slice, slice] | None:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def _fill(image: np.ndarray, aspect: float) -> np.ndarray:
+def _resize(ink: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Return ``ink`` resized to (height, width): area averaging to shrink, linear to enlarge."""
+    h, w = ink.shape
+    rows = area_average(h, height) if height <= h else linear_resize(h, height)
+    cols = area_average(w, width) if width <= w else linear_resize(w, width)
+    return rows @ ink @ cols.T
+
+
+def _fill(image: np.ndarray, aspect: float, as_upload: bool = False) -> np.ndarray:
     """Return ``image``'s ink stretched to fill a box ``aspect`` (width / height) times as wide
     as it is high, whatever its own shape, in MNIST's form: how scanners that normalised
-    digits to a fixed cell (16x16 and the like) stored them. A 1 becomes a slab."""
+    digits to a fixed cell (16x16 and the like) stored them. A 1 becomes a slab.
+
+    ``as_upload``: the cell as the service sees it when it arrives large (a scan or a photo
+    of it): enlarged to ``UPLOAD_SIDE``, its strokes evened into MNIST's width range as the
+    service evens a large upload's (``mnistform.even_strokes``), then reduced.
+    """
     box = _ink_box(image)
     if box is None:
         return image
-    crop = image[box]
-    h, w = crop.shape
-    new_h, new_w = BOX, max(2, round(BOX * aspect))
-    rows = area_average(h, new_h) if new_h <= h else linear_resize(h, new_h)
-    cols = area_average(w, new_w) if new_w <= w else linear_resize(w, new_w)
-    return centre(np.clip(rows @ crop @ cols.T, 0.0, 255.0)).astype(np.float32)
+    if not as_upload:
+        return centre(np.clip(_resize(image[box], BOX, max(2, round(BOX * aspect))), 0.0, 255.0)).astype(np.float32)
+    big = np.clip(_resize(image[box], UPLOAD_SIDE, max(2, round(UPLOAD_SIDE * aspect))), 0.0, 255.0)
+    big = even_strokes(big * (255.0 / max(float(big.max()), 1.0)), BOX / UPLOAD_SIDE)
+    return centre(np.clip(_resize(big, BOX, max(2, round(BOX * aspect))), 0.0, 255.0)).astype(np.float32)
 
 
 def cut_off(image: np.ndarray, side: int, fraction: float) -> np.ndarray:

@@ -9,6 +9,8 @@ functions, so what the network trains on and what it serves look alike:
 
     fit_box(ink)   -> the ink scaled so its longer side is BOX pixels
     centre(digit)  -> uint8 FIELD x FIELD, centre of mass at (CENTRE, CENTRE)
+    even_strokes(crop, scale) -> a large drawing's strokes brought into MNIST's width range
+                      (uploads are, and training's filled cells as large uploads would be)
 
 NumPy only.
 """
@@ -21,11 +23,20 @@ import numpy as np
 
 from .data import INPUT_SHAPE
 
-__all__ = ["BOX", "CENTRE", "FIELD", "area_average", "centre", "fit_box", "linear_resize", "to_mnist_form"]
+__all__ = ["BOX", "CENTRE", "FIELD", "MAX_STROKE_PX", "MIN_STROKE_PX", "area_average", "centre", "even_strokes",
+           "fit_box", "linear_resize", "stroke_width", "to_mnist_form", "window_filter"]
 
 BOX = 20  # MNIST fits the digit in a 20x20 box...
 FIELD = INPUT_SHAPE[0]  # ...inside a 28x28 field
 CENTRE = 14.0  # where MNIST's centres of mass sit (measured: 13.99, 14.01)
+
+# MNIST strokes are 1.2 to 2.9 px wide (5th-95th percentile at 28x28). A drawing enlarged or
+# reduced by more than STROKE_CHECK_BELOW whose strokes come out of this band once scaled is
+# thickened or thinned first (``even_strokes``); smaller ones keep their strokes.
+MIN_STROKE_PX = 1.6
+MAX_STROKE_PX = 3.2
+STROKE_CHECK_BELOW = 0.5
+MAX_STROKE_FILTER = 15  # the largest window (px) a stroke is grown or thinned by
 
 _POSITIONS = np.arange(FIELD, dtype=np.float32)
 
@@ -93,3 +104,51 @@ def to_mnist_form(ink: np.ndarray, threshold: float = 0.0) -> np.ndarray:
         raise ValueError("no ink to put into MNIST form")
     crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
     return centre(np.clip(fit_box(crop), 0.0, 255.0))
+
+
+def window_filter(image: np.ndarray, reduce, size: int) -> np.ndarray:
+    """Return ``reduce`` (np.minimum or np.maximum) over a size x size window, separably.
+
+    Windows are clipped at the edges (the same as repeating the border for a
+    minimum or maximum). Far cheaper than Pillow's rank filters, which sort
+    every window.
+    """
+    r = size // 2
+    out = image
+    for axis in (0, 1):
+        src = out
+        out = src.copy()
+        for k in range(1, r + 1):
+            if axis == 0:
+                reduce(out[k:], src[:-k], out=out[k:])
+                reduce(out[:-k], src[k:], out=out[:-k])
+            else:
+                reduce(out[:, k:], src[:, :-k], out=out[:, k:])
+                reduce(out[:, :-k], src[:, k:], out=out[:, :-k])
+    return out
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Return the mean stroke width of a binary drawing, ~ 2 * area / perimeter."""
+    area = float(mask.sum())
+    edges = (np.count_nonzero(mask[1:] != mask[:-1]) + np.count_nonzero(mask[:, 1:] != mask[:, :-1]))
+    edges += np.count_nonzero(mask[0]) + np.count_nonzero(mask[-1])
+    edges += np.count_nonzero(mask[:, 0]) + np.count_nonzero(mask[:, -1])
+    return 2.0 * area / max(edges, 1)
+
+
+def even_strokes(crop: np.ndarray, scale: float) -> np.ndarray:
+    """Return a drawing (float, full ink 255, cropped to the digit) that will be scaled by
+    ``scale`` with its strokes grown or thinned into MNIST's width range, where the scaling
+    is strong (below ``STROKE_CHECK_BELOW``): a fine pen on a big image would fade to a
+    hairline, a marker would blot out the loops."""
+    if scale >= STROKE_CHECK_BELOW:
+        return crop
+    width = stroke_width(crop > 127.0)
+    if width * scale < MIN_STROKE_PX:
+        k = int(np.ceil(MIN_STROKE_PX / scale - width)) | 1
+        return window_filter(crop, np.maximum, min(max(k, 3), MAX_STROKE_FILTER))
+    if width * scale > MAX_STROKE_PX:
+        k = int(round(width - 0.5 * (MIN_STROKE_PX + MAX_STROKE_PX) / scale)) | 1
+        return window_filter(crop, np.minimum, min(max(k, 3), MAX_STROKE_FILTER))
+    return crop
