@@ -379,32 +379,29 @@ def drop_fall(mask: np.ndarray, x: int, from_bottom: bool = False, lean: int = -
 def cheapest_cuts(cost: np.ndarray, starts: Sequence[int], band: int, step: float = 0.1) -> list[np.ndarray]:
     """Return, for each start column, the top-to-bottom path through ``cost`` (float (h, w))
     of least total cost within ``band`` columns of the start: int (h,) columns, moving at most
-    one column per row, each sideways step costing ``step`` more. All bands run together."""
+    one column per row, each sideways step costing ``step`` more (straight on wins ties).
+    A dynamic program, row by row, for all the bands at once."""
     h, w = cost.shape
-    width = 2 * band + 1
+    n, width = len(starts), 2 * band + 1
     offsets = np.asarray(starts, np.int64)[:, None] - band + np.arange(width)[None, :]  # (n, width)
-    inside = (offsets >= 0) & (offsets < w)
-    c = np.where(inside[None], cost[:, np.clip(offsets, 0, w - 1)], np.inf)  # (h, n, width)
-    total = np.full((h, len(starts), width + 2), np.inf)
-    total[0, :, 1:-1] = c[0]
+    c = np.where((offsets >= 0) & (offsets < w), cost[:, np.clip(offsets, 0, w - 1)], np.inf)  # (h, n, width)
+    total = np.full((n, width + 2), np.inf)
+    total[:, 1:-1] = c[0]
+    moves = np.zeros((h, n, width), np.int8)  # 0 straight on, 1 from the left, 2 from the right
     for y in range(1, h):
-        prev = total[y - 1]
-        best = np.minimum(prev[:, 1:-1], np.minimum(prev[:, :-2], prev[:, 2:]) + step)
-        total[y, :, 1:-1] = best + c[y]
-    paths = []
-    for n in range(len(starts)):
-        rows = total[:, n].tolist()
-        j = int(np.argmin(total[-1, n]))
-        path = [0] * h
-        for y in range(h - 1, -1, -1):
-            path[y] = j - 1
-            if y:
-                above = rows[y - 1]
-                _, move = min((above[j], 0), (above[j - 1] + step, -1), (above[j + 1] + step, 1),
-                              key=lambda t: (t[0], t[1] != 0))
-                j += move
-        paths.append(offsets[n, np.array(path)].astype(np.int32))
-    return paths
+        options = np.stack((total[:, 1:-1], total[:, :-2] + step, total[:, 2:] + step))
+        moves[y] = options.argmin(axis=0)
+        total[:, 1:-1] = np.take_along_axis(options, moves[y][None].astype(np.intp), 0)[0] + c[y]
+    j = total[:, 1:-1].argmin(axis=1)
+    every = np.arange(n)
+    path = np.empty((h, n), np.int64)
+    for y in range(h - 1, -1, -1):
+        path[y] = j
+        j = j + _MOVE[moves[y, every, j]]
+    return list(offsets[every[:, None], path.T].astype(np.int32))
+
+
+_MOVE = np.array([0, -1, 1])  # the column a path came from, for each move of ``cheapest_cuts``
 
 
 def cut_paths(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.ndarray, float]]:
@@ -436,17 +433,19 @@ def cut_paths(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.n
     cost = mask.astype(np.float32)
     cost[:, :lo] = cost[:, hi:] = np.inf  # the cut keeps a margin on either side
     spread = np.arange(lo + max(1, round(band / 2)) // 2, hi, max(1, round(band / 2)))  # bands half overlapping
-    if spread.size > 2 * starts:
-        spread = spread[np.linspace(0, spread.size - 1, 2 * starts).round().astype(int)]
+    if spread.size > starts:
+        spread = spread[np.linspace(0, spread.size - 1, starts).round().astype(int)]
     paths += cheapest_cuts(cost, spread.tolist(), band)
-    cols = np.arange(w)
     rows = np.arange(h)
-    total = float(np.count_nonzero(mask))
+    # ink left of column x in each row: a path's share of the ink, and the ink two paths
+    # assign differently, without a mask per path
+    before = np.zeros((h, w + 1), np.int32)
+    np.cumsum(mask, axis=1, out=before[:, 1:])
+    total = float(before[:, -1].sum())
     scored = []
-    for path in paths:
-        left = mask & (cols[None, :] < path[:, None])
-        share = np.count_nonzero(left) / total
-        if not PART_INK <= share <= 1.0 - PART_INK:
+    for path in {p.tobytes(): p for p in paths}.values():
+        left = before[rows, path]
+        if not PART_INK * total <= left.sum() <= (1.0 - PART_INK) * total:
             continue
         strokes = _strokes(mask[rows, path], stroke)
         if strokes <= MAX_CUT_STROKES:
@@ -457,7 +456,8 @@ def cut_paths(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.n
     for strokes, _, path, left in scored:
         if len(kept) == most:
             break
-        if all(np.count_nonzero(left != other) > SAME_CUT * total for _, _, other in kept):
+        # the ink between two paths, row by row, is what they assign differently
+        if all(np.abs(left - other).sum() > SAME_CUT * total for _, _, other in kept):
             kept.append((path, strokes, left))
     kept.sort(key=lambda k: float(k[0].mean()))
     out, previous = [], None
