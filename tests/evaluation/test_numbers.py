@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from evaluation.numbers import INK_LEVEL, TOUCH_STYLES, Case, compose, evaluate, main, make_set, tables
+from evaluation.numbers import INK_LEVEL, TOUCH_STYLES, Case, compose, evaluate, main, make_set, run, tables
 from imaging.kernels import label_components
 from model.data import load_dataset
 
@@ -92,3 +92,14 @@ def test_the_command_line_prints_the_development_tables(tmp_path, capsys):
     assert "| mnist train | 4 |" in printed and "by upload kind" in printed
     result = json.loads(out.read_text())
     assert result["mnist train"]["n"] == 4 and {"segmentation", "recognition"} <= set(result["mnist train"])
+
+
+def test_run_pools_every_source_into_all(digits):
+    images, labels = digits
+    sets = {"a": (images[:100], labels[:100]), "b": (images[100:], labels[100:])}
+    results = run(lambda data: "1", sets, 4)
+    assert set(results) == {"a", "b", "all"} and results["all"]["n"] == 8
+    assert results["all"]["digits"] == results["a"]["digits"] + results["b"]["digits"]
+    times = sorted(results["a"]["times_ms"] + results["b"]["times_ms"])
+    assert results["all"]["median_ms"] == pytest.approx((times[3] + times[4]) / 2)
+    assert "| all | 8 |" in tables(results)
