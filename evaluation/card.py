@@ -157,6 +157,13 @@ def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
     for key in ("seconds", "epochs_run", "best_epoch", "seed", "numpy", "blas_threads"):
         if key in t:
             lines.append(f"- {key}: {t[key]}")
+    parts = t.get("training_set", {})
+    if parts:
+        lines.append("- training set: " + ", ".join(f"{k} {v}" for k, v in parts.items()
+                                                  if isinstance(v, int) and not isinstance(v, bool)))
+    if parts.get("clothes_missing"):
+        lines.append("- Fashion-MNIST was not found: trained without its clothes as examples of 'not a digit' "
+                     "(and the digit score validated without them)")
     if "config" in t:
         lines += ["", "```json", json.dumps(t["config"], indent=2), "```"]
     lines += ["", "## Data checksums (SHA-256 of decompressed files)", ""]

@@ -63,8 +63,12 @@ def raw_scores(method: str, logits: np.ndarray, n_digits: int, temperature: floa
         if features is None or gaussians is None:
             raise ValueError("the mahalanobis score needs features and fitted gaussians")
         means, precision = gaussians
-        diff = features.astype(np.float64)[:, None, :] - means[None]  # (n, k, d)
-        distances = np.einsum("nkd,de,nke->nk", diff, precision, diff)
+        # (x - m)' P (x - m) = x'Px - 2 x'Pm + m'Pm for every class mean m: one (n, d) x (d, d)
+        # product for all classes, not one per class.
+        X = features.astype(np.float64)
+        XP = X @ precision
+        distances = (np.einsum("nd,nd->n", XP, X)[:, None] - 2.0 * XP @ means.T
+                     + np.einsum("kd,de,ke->k", means, precision, means)[None, :])
         return -distances.min(axis=1)
     raise ValueError(f"unknown method {method!r}; known: {METHODS}")
 

@@ -170,3 +170,75 @@ def test_feedback_is_folded_into_training_and_held_out_feedback_reported(cli_arg
     heldout_zeros = feedback["heldout_accuracy_before"] * 4
     assert heldout_zeros == pytest.approx(round(heldout_zeros))
     assert "## Feedback from users" in (version_dir / "model-card.md").read_text()
+
+
+@pytest.fixture
+def two_datasets(mnist_source, tmp_path, monkeypatch):
+    """(MNIST's directory, Fashion-MNIST's directory), the shared copies where present, else
+    synthetic files standing in for both (their checksums made the known ones); nothing else
+    on the machine is looked at."""
+    import hashlib
+    from dataclasses import replace
+
+    import model.data
+    from conftest import SHARED_DATASETS, make_synthetic_mnist
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.setattr(model.data, "SYSTEM_DIRS", ())
+    directory, real = mnist_source
+    fashion = SHARED_DATASETS / "fashion-mnist"
+    if real and (fashion / "t10k-labels-idx1-ubyte.gz").is_file():
+        return directory, fashion
+    mnist, fashion = make_synthetic_mnist(tmp_path / "m"), make_synthetic_mnist(tmp_path / "f", seed=1)
+    for name, folder in (("mnist", mnist), ("fashion-mnist", fashion)):
+        sums = {stem: hashlib.sha256(model.data._read_bytes(folder / f"{stem}.gz")).hexdigest()
+                for stem in model.data.FILES.values()}
+        monkeypatch.setitem(model.data.DATASETS, name, replace(model.data.DATASETS[name], sha256=sums))
+    return mnist, fashion
+
+
+def _linked(target, source):
+    target.mkdir(parents=True)
+    for f in source.iterdir():
+        (target / f.name).symlink_to(f.resolve())
+    return target
+
+
+QUICK_CNN = ["--epochs", "1", "--filters", "4,8", "--kernels", "5,3", "--dense", "16", "--train-size", "800",
+             "--val-size", "300", "--synthetic", "50", "--negatives", "40", "--pairs", "20", "--clothes", "40",
+             "--batch-size", "50", "--quiet", "--independent", "0", "--no-plots"]
+
+
+def test_a_folder_of_mnist_files_trains_and_says_the_clothes_are_missing(two_datasets, tmp_path, capsys):
+    mnist, _ = two_datasets
+    flat = _linked(tmp_path / "flat", mnist)  # MNIST's four files, nothing else: Fashion's have the same names
+    assert train.main(["--data-dir", str(flat), "--out", str(tmp_path / "a"), *QUICK_CNN]) == 0
+    out = capsys.readouterr().out
+    assert f"mnist: {flat}" in out and "fashion-mnist: not found, training without its clothes" in out
+    assert f"{flat} (holds mnist's files)" in out  # says what it found where it looked
+    card = (tmp_path / "a" / "mnist" / "1" / "model-card.md").read_text()
+    assert "Fashion-MNIST was not found: trained without its clothes" in card
+    assert load_artifact(tmp_path / "a" / "mnist" / "1" / "model.npz").metadata.training["training_set"][
+        "clothes_missing"] is True
+
+
+def test_a_folder_with_both_datasets_in_subfolders_finds_both(two_datasets, tmp_path, capsys):
+    mnist, fashion = two_datasets
+    both = tmp_path / "both"
+    _linked(both / "mnist", mnist)
+    _linked(both / "fashion-mnist", fashion)
+    assert train.main(["--data-dir", str(both), "--out", str(tmp_path / "b"), *QUICK_CNN]) == 0
+    out = capsys.readouterr().out
+    assert f"mnist: {both / 'mnist'}" in out and f"fashion-mnist: {both / 'fashion-mnist'}" in out
+    training_set = load_artifact(tmp_path / "b" / "mnist" / "1" / "model.npz").metadata.training["training_set"]
+    assert "clothes_missing" not in training_set and training_set["not_digits"] == 40 + 20 + 40
+
+
+def test_the_smoke_run_skips_the_evaluations(two_datasets, tmp_path, capsys):
+    mnist, _ = two_datasets
+    args = ["--data-dir", str(mnist), "--out", str(tmp_path / "s"), "--arch", "mlp", "--epochs", "1",
+            "--train-size", "2000", "--quiet", "--no-plots"]
+    assert train.main(args) == 0
+    meta = load_artifact(tmp_path / "s" / "mnist" / "1" / "model.npz").metadata
+    assert getattr(meta.metrics, "independent", None) is None and getattr(meta.metrics, "notdigits", None) is None
