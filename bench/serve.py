@@ -3,6 +3,8 @@
     python -m bench.serve                      # full run: every cell, 3 rounds, ~10 s per cell
     python -m bench.serve --model 2            # the same with the bundled default (the CNN)
     python -m bench.serve --seconds 5 --rounds 1 --cells predict_png28   # a quick look
+    python -m bench.serve --seconds 5 --rounds 1 --connections 32 --cells read_jpeg1mp --no-reference
+                                               # /v1/read: a 4-digit number in a 1 MP photo (ours only)
 
 Three servers run under gunicorn with ``gunicorn.conf.py`` on 127.0.0.1:
 ours (``service:create_app()``, its default configuration), and the obvious
@@ -36,6 +38,7 @@ from tools.loadgen import CELLS, REPO, Server, build_manifests, ensure_wrk, run_
 
 OUT = REPO / "bench" / "out"
 REFERENCE_BEST = {"WORKER_CLASS": "sync", "WORKERS": "2"}
+OURS_ONLY = {"read_jpeg1mp"}  # cells of routes the obvious app does not have (/v1/read)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,13 +82,16 @@ def main(argv: list[str] | None = None) -> int:
             server.wait_ready()
         for server in servers:  # warm up: every worker booted, caches and allocators primed
             for cell in cells:
-                run_wrk(server.url, manifests[cell.name], 8, 2)
+                if cell.name not in OURS_ONLY or server.name == "ours":
+                    run_wrk(server.url, manifests[cell.name], 8, 2)
         print(f"# {len(cells)} cells x {len(connections)} concurrencies x {args.rounds} rounds x "
               f"{len(servers)} servers, {args.seconds:g} s each", file=sys.stderr)
         for round_ in range(args.rounds):
             for cell in cells:
                 for c in connections:
                     for server in (servers if round_ % 2 == 0 else servers[::-1]):
+                        if cell.name in OURS_ONLY and server.name != "ours":
+                            continue
                         r = run_wrk(server.url, manifests[cell.name], c, args.seconds)
                         results.setdefault((cell.name, c, server.name), []).append(r)
                         print(f"round {round_ + 1} {cell.name:18s} c={c:<3d} {server.name:15s} "

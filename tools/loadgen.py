@@ -1,6 +1,7 @@
 """Load generation for the system tests and benchmarks: payloads, gunicorn servers, wrk.
 
     payloads(n)              n distinct encoded images of each benchmark payload type
+    number_photos(n)         n distinct phone photos of 4-digit numbers (the /v1/read payload)
     CELLS, build_manifests   the request bodies of every benchmark cell, and wrk manifests of them
     Server                   a gunicorn on 127.0.0.1 (PID tracked, stopped with SIGTERM)
     run_wrk                  wrk through ``wrk_rotate.lua``: rotating requests, a JSON summary
@@ -36,16 +37,37 @@ DISTINCT = 64  # distinct images per payload type
 
 
 def _digits(n: int) -> np.ndarray:
+    return _labelled_digits(n)[0]
+
+
+def _labelled_digits(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``n`` MNIST test digits and their labels (synthetic strokes, labelled 0, without MNIST)."""
     for root in (REPO.parent / "shared" / "datasets", None):
         try:
-            return load_dataset("mnist", root, download=False).test_images[:n]
+            mnist = load_dataset("mnist", root, download=False)
+            return mnist.test_images[:n], mnist.test_labels[:n]
         except Exception:  # noqa: BLE001 - fall back to synthetic strokes
             continue
     rng = np.random.default_rng(0)
     images = np.zeros((n, 28, 28), np.uint8)
     for im in images:
         im[rng.integers(4, 10):rng.integers(18, 24), rng.integers(8, 14):rng.integers(14, 20)] = 255
-    return images
+    return images, np.zeros(n, np.uint8)
+
+
+def number_photos(n: int = DISTINCT, seed: int = 0) -> list[bytes]:
+    """Return ``n`` distinct phone photos (1155x866 JPEG) of 4-digit numbers written with MNIST
+    test digits (``evaluation.numbers``: digits apart, as ``bench.inprocess`` reads them)."""
+    from evaluation.numbers import compose, photo
+
+    digits, labels = _labelled_digits(max(4 * n, 64))
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        pick = rng.choice(len(digits), 4, replace=False)
+        number = compose(list(digits[pick]), list(labels[pick]), rng, touching=False)
+        out.append(photo(number, rng, size=(1155, 866)))
+    return out
 
 
 def payloads(n: int = 64) -> dict[str, list[bytes]]:
@@ -89,6 +111,7 @@ CELLS = [
     Cell("predict_canvas280", "/v1/predict", "280x280 canvas PNG, alpha (multipart)", 1, "/v1/predict"),
     Cell("predict_jpeg1mp", "/v1/predict", "1 MP photo JPEG (multipart)", 1, "/v1/predict"),
     Cell("batch64", "/v1/predict/batch", "64 x 28x28 PNG (multipart)", 64, "/v1/predict/batch"),
+    Cell("read_jpeg1mp", "/v1/read", "4-digit number, 1 MP photo JPEG (multipart)", 1, "/v1/read"),
     Cell("v2_json1", "/v2/.../infer", "1 x FP32 [1,784] JSON", 1, "/v2/models/mnist/infer"),
     Cell("v2_json256", "/v2/.../infer", "256 x FP32 [256,784] JSON", 256, "/v2/models/mnist/infer"),
     Cell("v2_binary256", "/v2/.../infer", "256 x UINT8 [256,784] binary", 256, "/v2/models/mnist/infer"),
@@ -127,6 +150,9 @@ def build_manifests(directory: Path) -> dict[str, Path]:
         for i, data in enumerate(images[kind]):
             body, ctype = _multipart([(f"{i}.png", data, mimes[kind])], "image")
             add(cell, i, body, {"Content-Type": ctype})
+    for i, data in enumerate(number_photos(DISTINCT)):
+        body, ctype = _multipart([(f"number-{i}.jpg", data, "image/jpeg")], "image")
+        add("read_jpeg1mp", i, body, {"Content-Type": ctype})
     for i in range(16):
         files = [(f"{j}.png", images["mnist_png_28"][(i * 7 + j) % DISTINCT], "image/png") for j in range(64)]
         body, ctype = _multipart(files, "images")
