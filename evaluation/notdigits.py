@@ -42,7 +42,8 @@ from PIL import Image, ImageDraw
 
 from model.data import scale_pixels
 from model.ood import Verdicts, auroc, verdicts
-from imaging.preprocessing import ImageError, preprocess
+from imaging.decode import ImageError
+from imaging.preprocessing import preprocess
 
 from . import handwriting
 from .handwriting import (FONT_FILES, SOURCES, SourceUnavailable, draw_glyph, draws, font_paths, frame,

@@ -422,7 +422,7 @@ def reader_for(model, max_pixels: int = 40_000_000, **options) -> Callable[[byte
     """Return bytes -> the text the service reads (``imaging.numbers``) with a loaded artifact,
     None where it refuses the upload (a 4xx); ``options`` go to ``read``."""
     from imaging.numbers import read, read_image
-    from imaging.preprocessing import ImageError
+    from imaging.decode import ImageError
 
     def assess(X):
         return model.predictor.assess(X, model.thresholds)

@@ -59,7 +59,8 @@ from PIL import Image
 from model.data import scale_pixels
 
 from .kernels import image_of, otsu, stroke_width
-from .preprocessing import ImageError, decode_image, ink_map, to_mnist
+from .decode import ImageError, decode_image
+from .preprocessing import ink_map, to_mnist
 
 __all__ = ["READ_SIDE", "MarksOnly", "Reading", "Scoring", "TooManyDigits", "best_segmentation", "cheapest_cuts",
            "cut_paths", "drop_fall", "read", "read_image"]

@@ -25,7 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from imaging import numbers
-from imaging.preprocessing import ImageError, preprocess
+from imaging.decode import ImageError
+from imaging.preprocessing import preprocess
 from model.data import scale_pixels
 from model.feedback import FeedbackStore
 

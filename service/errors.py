@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
-from imaging.preprocessing import ImageError
+from imaging.decode import ImageError
 from model.artifact import InvalidArtifact
 from model.feedback import FeedbackFull, FeedbackReadOnly
 from model.store import StoreReadOnly, VersionNotFound

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from imaging.preprocessing import ImageError, preprocess
+from imaging.decode import ImageError
+from imaging.preprocessing import preprocess
 
 from conftest import DIGIT_PNG_PATH
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from imaging.kernels import smoothing_resampler
-from imaging.preprocessing import (BlankImage, ImageTooLarge, InvalidImage, _smooth_background, decode_image,
-                                   normalize_digit, preprocess)
+from imaging.decode import BlankImage, ImageTooLarge, InvalidImage, decode_image
+from imaging.preprocessing import _smooth_background, normalize_digit, preprocess
 from model.data import scale_pixels
 
 from conftest import RESOURCES
