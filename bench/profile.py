@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="a setting for our servers (e.g. THREADS=2), repeatable")
+    parser.add_argument("--reference-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the obvious app (default: its best, sync x 2), repeatable")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
@@ -157,9 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         servers.append(Server(f"ours v{version}", "service:create_app()", 18421 + i,
                               {**env, "ARTIFACTS_DIR": str(artifacts)}, work / f"ours-{version}.log"))
     if not args.no_reference:
-        servers.append(Server("obvious app (MLP), sync x2", "bench.reference_app:app", 18420,
+        reference = {"WORKER_CLASS": "sync", "WORKERS": "2", "THREADS": "1",
+                     **dict(item.split("=", 1) for item in args.reference_env)}
+        servers.append(Server(f"obvious app (MLP), {reference['WORKER_CLASS']} x{reference['WORKERS']}",
+                              "bench.reference_app:app", 18420,
                               {"REFERENCE_ARTIFACT": str(REPO / "artifacts" / "mnist" / "1" / "model.npz"),
-                               "WORKER_CLASS": "sync", "WORKERS": "2", "THREADS": "1"}, work / "reference.log"))
+                               **reference}, work / "reference.log"))
     results = {}
     try:
         for server in servers:
