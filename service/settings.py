@@ -35,7 +35,9 @@ class Settings(BaseSettings):
         "so a second thread mostly waits for the GIL and adds latency (bench/RESULTS.md); the worker keeps "
         "connections alive either way. The sync worker class takes no threads.")
     worker_class: Literal["gthread", "sync", "gevent"] = Field(
-        "gthread", description="gunicorn worker class (see bench/RESULTS.md for the measurements).")
+        "sync", description="gunicorn worker class: sync (one request at a time per worker, the fastest "
+        "measured for this CPU-bound app and the fairest under load; meant to run behind a buffering proxy "
+        "such as deploy/nginx.conf), gthread (threads, keep-alive) or gevent (bench/RESULTS.md).")
     worker_connections: int = Field(
         64, ge=1, le=10_000, description="Most open (keep-alive) connections per gthread or gevent worker.")
     keepalive: int = Field(5, ge=0, le=300, description="Seconds an idle keep-alive connection stays open.")
