@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from service import create_app
-from imaging.numbers import (MarksOnly, TooManyDigits, best_segmentation, cheapest_cuts, cut_paths, drop_fall, read,
-                             read_image)
+from imaging.cuts import cheapest_cuts, cut_paths, drop_fall
+from imaging.numbers import MarksOnly, TooManyDigits, best_segmentation, read, read_image
 from service.schemas import ReadResponse
 from service.settings import Settings
 

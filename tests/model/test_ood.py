@@ -1,6 +1,5 @@
 """The digit score: raw scores, their calibration, thresholds, verdicts, and the artifact's ood block."""
 
-import json
 
 import numpy as np
 import pytest

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from model.augment import STYLE, AugmentConfig, Augmenter, coarsen, cut_off
 from model.data import load_dataset, scale_pixels

@@ -1,6 +1,5 @@
 """Shadow and canary versions, the staged rollout policy, and promotion, through the API."""
 
-import io
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 a real (local) receiver when OTEL_* asks for it, and nothing registered when it does not."""
 
 import http.server
-import json
 import subprocess
 import sys
 import threading
