@@ -16,45 +16,37 @@ numbers with them.
 It does not own the preprocessing that is meant to undo all this (the service
 does): ``train.py evaluate`` and the tests feed these bytes to it and check
 that it recovers an MNIST-like input. Every rendering stays legible to a
-human; to look at some, run
+human, and carries its kind's feature: ``upload_samples`` checks that and
+writes samples to look at.
 
-    python -m evaluation.uploads OUTDIR [--n 5] [--seed 0] [--preview]
-
-which first runs ``_self_check`` (asserts that each kind really carries its
-feature: format, mode, EXIF tag, transparency, bit depth, placement, and that
-the digit is where and which way up it should be), then writes the samples.
-
-Depends only on numpy and Pillow; the CLI alone loads MNIST through ``model.data``.
+Depends only on numpy and Pillow.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
-import sys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter
 
-__all__ = ["KINDS", "composite", "encode", "paper_colour", "pen_colour", "rerender", "rerender_set", "rotate",
-           "to_uint8"]
+__all__ = ["KINDS", "Rendering", "composite", "encode", "kind_rng", "paper_colour", "pen_colour", "render", "rerender",
+           "rerender_set", "rotate", "to_uint8"]
 
-# Every rendering stays below this, as ordinary uploads do (asserted by _self_check).
+# Every rendering stays below this, as ordinary uploads do (checked by ``upload_samples``).
 MAX_BYTES = 1_000_000
 
-_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/bmp": "bmp",
+EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/bmp": "bmp",
                "image/webp": "webp", "image/tiff": "tif"}
 
-_ORIENTATION_TAG = 0x0112
+ORIENTATION_TAG = 0x0112
 # How to *store* an upright picture for each EXIF Orientation value, so that a reader applying the
 # tag turns it upright again. Readers (ImageOps.exif_transpose) apply 3 -> ROTATE_180,
 # 6 -> ROTATE_270 (90 deg clockwise), 8 -> ROTATE_90 (90 deg counter-clockwise); storing needs the
-# inverse of each. _self_check asserts the round trip.
-_STORE_FOR_ORIENTATION = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
+# inverse of each. ``upload_samples`` checks the round trip.
+STORE_FOR_ORIENTATION = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90,
                           8: Image.Transpose.ROTATE_270}
 
 # Dark colours a canvas app or a pen might use; all have luminance well below 128.
@@ -64,8 +56,8 @@ Box = tuple[int, int, int, int]
 
 
 @dataclass
-class _Rendering:
-    """One encoded rendering plus what the self-check needs to know about it."""
+class Rendering:
+    """One encoded rendering plus what checking it needs to know (``upload_samples``)."""
 
     data: bytes
     mime: str
@@ -232,13 +224,13 @@ def _photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, Bo
 
 
 # --------------------------------------------------------------------------------------------------
-# The kinds. Each returns a _Rendering; the registry at the end defines KINDS and their order.
+# The kinds. Each returns a Rendering; the registry at the end defines KINDS and their order.
 
 
 def _mnist_png(digit, rng):
     """Return the digit image as an unchanged grayscale PNG (28x28 for MNIST)."""
     side = digit.shape[0]
-    return _Rendering(encode(Image.fromarray(digit), "PNG"), "image/png", (0, 0, side, side), "bright")
+    return Rendering(encode(Image.fromarray(digit), "PNG"), "image/png", (0, 0, side, side), "bright")
 
 
 def _upscaled_png(digit, rng):
@@ -247,7 +239,7 @@ def _upscaled_png(digit, rng):
     img = Image.fromarray(to_uint8(coverage * 255))
     if rng.random() < 0.5:  # a screenshot is RGB even when it is gray
         img = img.convert("RGB")
-    return _Rendering(encode(img, "PNG"), "image/png", box, "bright")
+    return Rendering(encode(img, "PNG"), "image/png", box, "bright")
 
 
 def _inverted_png(digit, rng):
@@ -256,7 +248,7 @@ def _inverted_png(digit, rng):
     img = Image.fromarray(to_uint8(255 - coverage * 255))
     if rng.random() < 0.5:
         img = img.convert("RGB")
-    return _Rendering(encode(img, "PNG"), "image/png", box, "dark")
+    return Rendering(encode(img, "PNG"), "image/png", box, "dark")
 
 
 def _photo_jpeg(digit, rng):
@@ -266,9 +258,9 @@ def _photo_jpeg(digit, rng):
     if rng.random() < 0.5:
         # Phones write Orientation even when it is 1 (upright); readers must cope with the identity.
         exif = Image.Exif()
-        exif[_ORIENTATION_TAG] = 1
+        exif[ORIENTATION_TAG] = 1
         params["exif"] = exif
-    return _Rendering(encode(img, "JPEG", **params), "image/jpeg", box, "dark", {"angle": angle})
+    return Rendering(encode(img, "JPEG", **params), "image/jpeg", box, "dark", {"angle": angle})
 
 
 def _photo_exif_jpeg(digit, rng):
@@ -276,10 +268,10 @@ def _photo_exif_jpeg(digit, rng):
     upright, box, angle = _photo(digit, rng)
     orientation = _pick(rng, (3, 6, 8))
     exif = Image.Exif()
-    exif[_ORIENTATION_TAG] = orientation
-    stored = upright.transpose(_STORE_FOR_ORIENTATION[orientation])
+    exif[ORIENTATION_TAG] = orientation
+    stored = upright.transpose(STORE_FOR_ORIENTATION[orientation])
     data = encode(stored, "JPEG", quality=int(rng.integers(60, 91)), exif=exif)
-    return _Rendering(data, "image/jpeg", box, "dark",
+    return Rendering(data, "image/jpeg", box, "dark",
                       {"orientation": orientation, "upright": upright, "angle": angle})
 
 
@@ -305,7 +297,7 @@ def _canvas_png(digit, rng):
     rgba[alpha > 0, :3] = colour
     rgba[..., 3] = alpha
     img = Image.fromarray(rgba)
-    return _Rendering(encode(img, "PNG"), "image/png", box, "alpha", {"colour": colour})
+    return Rendering(encode(img, "PNG"), "image/png", box, "alpha", {"colour": colour})
 
 
 def _canvas_white_bg_png(digit, rng):
@@ -313,7 +305,7 @@ def _canvas_white_bg_png(digit, rng):
     coverage, box = _canvas_geometry(digit, rng)
     rgba = np.full((280, 280, 4), 255, np.uint8)
     rgba[..., :3] = to_uint8(255 * (1 - coverage))[..., None]
-    return _Rendering(encode(Image.fromarray(rgba), "PNG"), "image/png", box, "dark")
+    return Rendering(encode(Image.fromarray(rgba), "PNG"), "image/png", box, "dark")
 
 
 def _to_palette(rgb: np.ndarray, adaptive: bool, colours: int) -> Image.Image:
@@ -339,7 +331,7 @@ def _palette_gif(digit, rng):
     params = {"save_all": True, "append_images": frames, "duration": int(rng.integers(100, 600)),
               "loop": 0} if frames else {}
     data = encode(first, "GIF", **params)
-    return _Rendering(data, "image/gif", box, "dark", {"frames": 1 + len(frames)})
+    return Rendering(data, "image/gif", box, "dark", {"frames": 1 + len(frames)})
 
 
 def _la_png(digit, rng):
@@ -358,7 +350,7 @@ def _la_png(digit, rng):
         la[..., 0] = np.where(coverage > 0, level, _pick(rng, (0, level)))
         la[..., 1], ink = to_uint8(coverage * 255), "alpha"
     img = Image.frombytes("LA", la.shape[1::-1], la.tobytes())
-    return _Rendering(encode(img, "PNG"), "image/png", box, ink, {"variant": variant})
+    return Rendering(encode(img, "PNG"), "image/png", box, ink, {"variant": variant})
 
 
 def _gray16_png(digit, rng):
@@ -369,7 +361,7 @@ def _gray16_png(digit, rng):
     if inverted:
         values = 65535 - values
     img = Image.fromarray(values.astype(np.uint16))  # uint16 -> mode "I;16"
-    return _Rendering(encode(img, "PNG"), "image/png", box, "dark" if inverted else "bright",
+    return Rendering(encode(img, "PNG"), "image/png", box, "dark" if inverted else "bright",
                       {"inverted": inverted})
 
 
@@ -383,20 +375,20 @@ def _cmyk_jpeg(digit, rng):
     cmy = (1.0 - x - k[..., None]) / np.maximum(1.0 - k, 1e-6)[..., None]
     cmyk = to_uint8(np.concatenate([cmy, k[..., None]], axis=2) * 255)
     img = Image.frombytes("CMYK", cmyk.shape[1::-1], cmyk.tobytes())
-    return _Rendering(encode(img, "JPEG", quality=int(rng.integers(70, 96))), "image/jpeg", box, "dark")
+    return Rendering(encode(img, "JPEG", quality=int(rng.integers(70, 96))), "image/jpeg", box, "dark")
 
 
 def _bmp(digit, rng):
     """Return dark ink on light paper as an uncompressed 24-bit BMP."""
     rgb, box = _dark_on_light(digit, rng, size=(112, 260), margin=(0.3, 1.0))  # stays < 1 MB raw
-    return _Rendering(encode(Image.fromarray(rgb), "BMP"), "image/bmp", box, "dark")
+    return Rendering(encode(Image.fromarray(rgb), "BMP"), "image/bmp", box, "dark")
 
 
 def _webp(digit, rng):
     """Return dark ink on light paper as a lossy WebP (quality ~80)."""
     rgb, box = _dark_on_light(digit, rng, size=(112, 400), margin=(0.3, 1.5))
     data = encode(Image.fromarray(rgb), "WEBP", quality=int(rng.integers(70, 91)))
-    return _Rendering(data, "image/webp", box, "dark")
+    return Rendering(data, "image/webp", box, "dark")
 
 
 def _tiff(digit, rng):
@@ -404,7 +396,7 @@ def _tiff(digit, rng):
     rgb, box = _dark_on_light(digit, rng, size=(112, 400), margin=(0.3, 1.5))
     compression = _pick(rng, ("tiff_lzw", "tiff_lzw", "tiff_adobe_deflate"))
     data = encode(Image.fromarray(rgb), "TIFF", compression=compression, dpi=(300, 300))
-    return _Rendering(data, "image/tiff", box, "dark", {"compression": compression})
+    return Rendering(data, "image/tiff", box, "dark", {"compression": compression})
 
 
 def _solid(ink: np.ndarray, blur: float) -> np.ndarray:
@@ -426,7 +418,7 @@ def _thick_marker_png(digit, rng):
     ink = _morph(ink, ImageFilter.MaxFilter, max(1, round(scale * rng.uniform(0.4, 0.7))))
     coverage, box = _place(_solid(ink, 0.4 * scale), _canvas_shape(size, size, rng, (0.3, 1.2)), rng)
     rgb = composite(coverage, paper_colour(rng), np.array(_pick(rng, _DARK_COLOURS), np.float64))
-    return _Rendering(encode(Image.fromarray(to_uint8(rgb)), "PNG"), "image/png", box, "dark")
+    return Rendering(encode(Image.fromarray(to_uint8(rgb)), "PNG"), "image/png", box, "dark")
 
 
 def _thin_pen_png(digit, rng):
@@ -444,7 +436,7 @@ def _thin_pen_png(digit, rng):
         ink = thinner
     coverage, box = _place(_solid(ink, 0.25 * scale), _canvas_shape(size, size, rng, (0.3, 1.0)), rng)
     rgb = composite(coverage, paper_colour(rng), pen_colour(rng))
-    return _Rendering(encode(Image.fromarray(to_uint8(rgb)), "PNG"), "image/png", box, "dark")
+    return Rendering(encode(Image.fromarray(to_uint8(rgb)), "PNG"), "image/png", box, "dark")
 
 
 def _noisy_png(digit, rng):
@@ -482,10 +474,10 @@ def _noisy_png(digit, rng):
     out = Image.fromarray(to_uint8(pixels))
     if rng.random() < 0.5:  # grayscale scans are common too
         out = out.convert("L")
-    return _Rendering(encode(out, "PNG"), "image/png", box, "dark", {"keep_out": keep_out})
+    return Rendering(encode(out, "PNG"), "image/png", box, "dark", {"keep_out": keep_out})
 
 
-_RENDERERS: dict[str, Callable[[np.ndarray, np.random.Generator], _Rendering]] = {
+_RENDERERS: dict[str, Callable[[np.ndarray, np.random.Generator], Rendering]] = {
     "mnist_png": _mnist_png,
     "upscaled_png": _upscaled_png,
     "inverted_png": _inverted_png,
@@ -512,7 +504,7 @@ KINDS: tuple[str, ...] = tuple(_RENDERERS)
 # Public API
 
 
-def _render(digit: np.ndarray, kind: str, rng: np.random.Generator) -> _Rendering:
+def render(digit: np.ndarray, kind: str, rng: np.random.Generator) -> Rendering:
     """Return the full rendering of ``digit`` as ``kind`` (bytes plus self-check details)."""
     digit = np.asarray(digit)
     if (digit.ndim != 2 or digit.shape[0] != digit.shape[1] or not 8 <= digit.shape[0] <= 512
@@ -529,11 +521,11 @@ def rerender(digit: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[by
 
     Raises ValueError for a wrong-shaped digit or an unknown kind.
     """
-    rendering = _render(digit, kind, rng)
+    rendering = render(digit, kind, rng)
     return rendering.data, rendering.mime
 
 
-def _kind_rng(seed: int, kind: str) -> np.random.Generator:
+def kind_rng(seed: int, kind: str) -> np.random.Generator:
     """Return the generator for ``kind``: seeded by name, so adding a kind changes no other kind's files."""
     return np.random.default_rng([seed, zlib.crc32(kind.encode())])
 
@@ -548,228 +540,9 @@ def rerender_set(images: Sequence[np.ndarray], labels: Sequence[int], n_per_kind
     """
     out = []
     for kind in kinds:
-        rng = _kind_rng(seed, kind)
+        rng = kind_rng(seed, kind)
         picks = rng.choice(len(images), n_per_kind, replace=n_per_kind > len(images))
         for i in picks:
             data, mime = rerender(images[i], kind, rng)
             out.append((kind, int(labels[i]), data, mime))
     return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Self-check and viewing
-
-
-def _open(data: bytes) -> Image.Image:
-    """Return the decoded image of ``data`` (first frame), loaded."""
-    img = Image.open(io.BytesIO(data))
-    img.load()
-    return img
-
-
-def _ink_map(img: Image.Image, ink: str) -> np.ndarray:
-    """Return a float 0..1 map of where the ink is (1 = ink) in an upright decoded image."""
-    if ink == "alpha":
-        return np.asarray(img.getchannel("A"), np.float32) / 255.0
-    if img.mode in ("I;16", "I"):
-        gray = np.asarray(img, np.float32) / 65535.0
-    else:
-        gray = np.asarray(img.convert("RGB").convert("L"), np.float32) / 255.0
-    return gray if ink == "bright" else 1.0 - gray
-
-
-def _legible(digit: np.ndarray, img: Image.Image, rendering: _Rendering) -> float:
-    """Return the correlation between ``digit`` (tilted like the rendering) and the rendering's box."""
-    reference = digit.astype(np.float32) / 255.0
-    if "angle" in rendering.extra:
-        reference = rotate(reference, rendering.extra["angle"])
-    ink = _ink_map(img, rendering.ink)
-    crop = Image.fromarray(ink).crop(rendering.box).resize(reference.shape[::-1], Image.Resampling.BOX)
-    a, b = np.asarray(crop, np.float64).ravel(), reference.astype(np.float64).ravel()
-    if a.std() == 0:
-        return 0.0  # a blank crop: nothing there at all
-    return float(np.corrcoef(a, b)[0, 1])
-
-
-def _check_one(kind: str, digit: np.ndarray, r: _Rendering) -> None:
-    """Assert that one rendering has the properties its kind promises."""
-    formats = {"image/png": "PNG", "image/jpeg": "JPEG", "image/gif": "GIF", "image/bmp": "BMP",
-               "image/webp": "WEBP", "image/tiff": "TIFF"}
-    raw = _open(r.data)
-    assert len(r.data) < MAX_BYTES, (kind, len(r.data))
-    assert raw.format == formats[r.mime], (kind, raw.format, r.mime)
-    orientation = raw.getexif().get(_ORIENTATION_TAG)
-    img = ImageOps.exif_transpose(raw)
-    width, height = img.size
-
-    # Every kind: the digit lies inside its box and, scaled back to 28x28, correlates with the
-    # original. A sanity check of placement and polarity (two MNIST "1"s correlate too), so the
-    # bar is lower where strokes are deliberately reshaped.
-    left, top, right, bottom = r.box
-    assert 0 <= left < right <= width and 0 <= top < bottom <= height, (kind, r.box, img.size)
-    corr = _legible(digit, img, r)
-    floor = 0.6 if kind in ("thick_marker_png", "thin_pen_png") else 0.75 if "angle" in r.extra else 0.9
-    assert corr > floor, (kind, corr)
-    if kind not in ("mnist_png", "canvas_png", "canvas_white_bg_png"):
-        # Off-centre on a non-square canvas.
-        assert max(width, height) >= 1.1 * min(width, height), (kind, img.size)
-        off = abs((left + right) / 2 - width / 2) + abs((top + bottom) / 2 - height / 2)
-        assert off >= 0.03 * max(width, height), (kind, r.box, img.size)
-
-    if kind == "mnist_png":
-        assert raw.mode == "L" and np.array_equal(np.asarray(raw), digit)
-    elif kind in ("upscaled_png", "inverted_png"):
-        assert raw.mode in ("L", "RGB") and min(raw.size) > 28
-        gray = np.asarray(raw.convert("L"))
-        corner = int(gray[0, 0])
-        assert corner == (0 if kind == "upscaled_png" else 255), (kind, corner)
-    elif kind.startswith("photo"):
-        assert raw.mode == "RGB" and 400 <= max(img.size) <= 1200, (kind, raw.mode, img.size)
-        rgb = np.asarray(img, np.float32)
-        paper = np.percentile(rgb.mean(axis=2), 90)
-        assert paper < 252 and np.ptp(np.median(rgb.reshape(-1, 3), axis=0)) > 2, kind  # tinted paper
-        # Uneven light: the paper in the best-lit of 6x6 blocks is clearly brighter than in the
-        # worst (the 30-40% range is between the extreme pixels; blocks average some of it away).
-        blocks = [np.percentile(b, 90) for row in np.array_split(rgb.mean(axis=2), 6)
-                  for b in np.array_split(row, 6, axis=1)]
-        assert max(blocks) / min(blocks) > 1.18, (kind, max(blocks) / min(blocks))
-        if kind == "photo_exif_jpeg":
-            assert orientation == r.extra["orientation"] in (3, 6, 8), (orientation, r.extra)
-            upright = np.asarray(r.extra["upright"], np.float32)
-            assert img.size == r.extra["upright"].size
-            # exif_transpose must give back the upright photo (up to JPEG loss), and the stored
-            # pixels must not already be upright (for 6 and 8 the swapped size shows that).
-            assert np.abs(np.asarray(img, np.float32) - upright).mean() < 6
-            if orientation == 3:
-                assert raw.size == img.size and _legible(digit, raw, r) < 0.5
-            else:
-                assert raw.size == img.size[::-1]
-        else:
-            assert orientation in (None, 1), orientation
-    elif kind == "canvas_png":
-        rgba = np.asarray(raw)
-        assert raw.mode == "RGBA" and raw.size == (280, 280)
-        assert tuple(rgba[0, 0]) == (0, 0, 0, 0) and (rgba[..., 3] == 0).mean() > 0.5
-        assert rgba[..., 3].max() == 255
-        inked = rgba[rgba[..., 3] > 0, :3]
-        assert (inked == np.array(r.extra["colour"], np.uint8)).all()
-        assert (rgba[rgba[..., 3] == 0] == 0).all()
-    elif kind == "canvas_white_bg_png":
-        rgba = np.asarray(raw)
-        assert raw.mode == "RGBA" and raw.size == (280, 280)
-        assert (rgba[..., 3] == 255).all() and tuple(rgba[0, 0]) == (255, 255, 255, 255)
-        assert rgba[..., :3].min() == 0
-    elif kind == "palette_gif":
-        assert raw.mode == "P", raw.mode
-        assert getattr(raw, "n_frames", 1) == r.extra["frames"], (raw.n_frames, r.extra)
-    elif kind == "la_png":
-        assert raw.mode == "LA", raw.mode
-        alpha = np.asarray(raw.getchannel("A"))
-        assert (alpha == 255).all() if r.extra["variant"] == "opaque" else (alpha == 0).mean() > 0.5
-    elif kind == "gray16_png":
-        assert raw.mode == "I;16", raw.mode
-        values = np.asarray(raw)
-        # Full 16-bit range: the background is exactly 0 or 65535, the ink near the other end.
-        if r.extra["inverted"]:
-            assert values.max() == 65535 and values.min() < 0.1 * 65535, (values.min(), values.max())
-        else:
-            assert values.min() == 0 and values.max() > 0.9 * 65535, (values.min(), values.max())
-        # Much of the picture is above 255, so a naive clip to 8 bits would lose the digit.
-        assert (values > 255).mean() > (0.5 if r.extra["inverted"] else 0.02)
-    elif kind == "cmyk_jpeg":
-        assert raw.mode == "CMYK", raw.mode
-        # The ink went (at least partly) to the K plate, unlike Pillow's RGB->CMYK, which leaves K=0.
-        assert np.asarray(raw)[..., 3].max() > 64
-    elif kind in ("bmp", "webp", "tiff"):
-        assert raw.mode == "RGB", raw.mode
-        if kind == "tiff":
-            assert raw.info.get("compression") == r.extra["compression"], raw.info.get("compression")
-    elif kind in ("thick_marker_png", "thin_pen_png"):
-        # Compare how much of the 28x28 frame is ink with the original: the frame scales with the
-        # digit, so the ratio measures stroke width (typically 1.3-2.5 thick, 0.2-0.6 thin).
-        ink = _ink_map(img, "dark")[top:bottom, left:right]
-        ratio = (ink > 0.5).mean() / (digit > 127).mean()
-        assert (ratio > 1.15) if kind == "thick_marker_png" else (0.1 < ratio < 0.8), (kind, ratio)
-    elif kind == "noisy_png":
-        ink = _ink_map(img, "dark")
-        x0, y0, x1, y1 = (int(round(v)) for v in r.extra["keep_out"])
-        outside = ink.copy()
-        outside[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] = 0
-        assert (outside > 0.5).sum() > 5, kind  # specks and dust away from the digit
-        paper = np.asarray(img.convert("L"), np.float32)[ink < 0.3]
-        assert paper.std() > 2, kind  # Gaussian noise
-
-
-def _self_check(images: np.ndarray, n: int = 6, seed: int = 1234) -> None:
-    """Assert every kind's promised properties on ``n`` digits, and that ``rerender_set`` is deterministic."""
-    for kind in KINDS:
-        rng = _kind_rng(seed, kind)
-        for i in range(n):
-            digit = images[i]
-            try:
-                _check_one(kind, digit, _render(digit, kind, rng))
-            except AssertionError as exc:
-                raise AssertionError(f"self-check failed for {kind} on image {i}: {exc}") from exc
-    # Every EXIF orientation round-trips, not just the ones the random draws hit.
-    probe = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4) * 20)
-    for orientation, store in _STORE_FOR_ORIENTATION.items():
-        stored = probe.transpose(store)
-        stored.getexif()[_ORIENTATION_TAG] = orientation
-        assert np.array_equal(np.asarray(ImageOps.exif_transpose(stored)), np.asarray(probe)), orientation
-    labels = np.arange(len(images)) % 10
-    first, second = (rerender_set(images[:20], labels[:20], 2, seed=seed) for _ in range(2))
-    assert first == second and len(first) == 2 * len(KINDS)
-
-
-def _preview(data: bytes) -> Image.Image:
-    """Return an RGB view of a rendering as a person sees it: EXIF applied, alpha over a checkerboard."""
-    img = ImageOps.exif_transpose(_open(data))
-    if img.mode in ("I;16", "I"):
-        img = Image.fromarray((np.asarray(img, np.float32) / 257).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
-        img = img.convert("RGBA")
-        yy, xx = np.mgrid[0:img.height, 0:img.width]
-        checks = np.where(((yy // 16) + (xx // 16)) % 2 == 0, 200, 150).astype(np.uint8)
-        board = Image.fromarray(checks).convert("RGBA")
-        img = Image.alpha_composite(board, img)
-    return img.convert("RGB")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the self-check, then write sample renderings of MNIST test digits to OUTDIR; return 0."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("outdir", type=Path)
-    parser.add_argument("--n", type=int, default=5, help="digits per kind (default 5)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None,
-                        help="where MNIST is (default: ../shared/datasets if present, else the usual search)")
-    parser.add_argument("--preview", action="store_true",
-                        help="also write <name>.preview.png: EXIF applied, alpha over a checkerboard")
-    args = parser.parse_args(argv)
-
-    repo = Path(__file__).resolve().parents[1]
-    from model.data import load_dataset
-
-    data_dir = args.data_dir
-    if data_dir is None and (repo.parent / "shared" / "datasets").is_dir():
-        data_dir = repo.parent / "shared" / "datasets"
-    ds = load_dataset("mnist", data_dir, download=False, progress=False)
-
-    _self_check(ds.test_images)
-    print(f"self-check passed for {len(KINDS)} kinds")
-
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    samples = rerender_set(ds.test_images, ds.test_labels, args.n, args.seed)
-    counts: dict[str, int] = {}
-    for kind, label, data, mime in samples:
-        i = counts[kind] = counts.get(kind, -1) + 1
-        path = args.outdir / f"{kind}_{i}_label{label}.{_EXTENSIONS[mime]}"
-        path.write_bytes(data)
-        if args.preview:
-            _preview(data).save(path.with_name(path.name + ".preview.png"))
-    print(f"wrote {len(samples)} samples to {args.outdir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,7 +10,8 @@ import pytest
 from evaluation.handwriting import SourceUnavailable, draw_font_digits, font_paths, load_source
 from evaluation.card import text_table
 from evaluation.independent import evaluate, table
-from evaluation.uploads import KINDS, _check_one, _kind_rng, _render, rerender_set
+from evaluation.upload_samples import check_rendering
+from evaluation.uploads import KINDS, kind_rng, render, rerender_set
 
 from conftest import bundled_model
 
@@ -80,9 +81,9 @@ def test_a_missing_package_is_reported_not_fatal(monkeypatch):
 def test_uploads_render_digits_of_any_size_with_their_promised_features(side):
     source = load_source("optdigits" if side == 11 else "pyclustering", limit=12, seed=1)
     for kind in KINDS:
-        rng = _kind_rng(5, kind)
+        rng = kind_rng(5, kind)
         for image in source.images[:3]:
-            _check_one(kind, image, _render(image, kind, rng))
+            check_rendering(kind, image, render(image, kind, rng))
 
 
 def test_uploads_refuse_images_that_are_not_square_digits():
