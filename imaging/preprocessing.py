@@ -50,6 +50,7 @@ __all__ = [
     "ink_map",
     "normalize_digit",
     "preprocess",
+    "smooth_background",
     "to_mnist",
 ]
 
@@ -283,7 +284,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
         frame = border(gray)
         f_lo, f_median, f_hi = quantiles(frame, 0.05, 0.5, 0.95)
     if f_hi - f_lo > MIN_CONTRAST and min(gray.shape) >= SHADING_MIN_SIDE:
-        background = _smooth_background(gray)
+        background = smooth_background(gray)
         residual = frame - border(background)
     else:
         background = f_median
@@ -295,7 +296,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
     return np.maximum(ink, 0.0, out=ink)
 
 
-def _smooth_background(gray: np.ndarray) -> np.ndarray:
+def smooth_background(gray: np.ndarray) -> np.ndarray:
     """Return the slowly varying paper level of ``gray`` (ink bright, paper dark).
 
     The image is area-averaged onto a coarse grid (``BACKGROUND_CELLS`` on the

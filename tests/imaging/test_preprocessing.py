@@ -8,7 +8,7 @@ from PIL import Image, ImageOps
 
 from imaging.kernels import smoothing_resampler
 from imaging.decode import BlankImage, ImageTooLarge, InvalidImage, decode_image
-from imaging.preprocessing import _smooth_background, normalize_digit, preprocess
+from imaging.preprocessing import smooth_background, normalize_digit, preprocess
 from model.data import scale_pixels
 
 from conftest import RESOURCES
@@ -203,7 +203,7 @@ def test_background_estimate_follows_shading_and_drops_strokes():
     image = paper.copy()
     image[27:81, 72:77] += 150
     image[54:59, 18:126] += 150
-    background = _smooth_background(image)
+    background = smooth_background(image)
     assert background.shape == (h, w)
     inner = (slice(h // 10, -h // 10), slice(w // 10, -w // 10))
     assert np.abs(background - paper)[inner].max() < 5  # the shading is followed...

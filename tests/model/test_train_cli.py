@@ -1,4 +1,5 @@
 import dataclasses
+import gzip
 import json
 import os
 
@@ -192,7 +193,7 @@ def two_datasets(mnist_source, tmp_path, monkeypatch):
         return directory, fashion
     mnist, fashion = make_synthetic_mnist(tmp_path / "m"), make_synthetic_mnist(tmp_path / "f", seed=1)
     for name, folder in (("mnist", mnist), ("fashion-mnist", fashion)):
-        sums = {stem: hashlib.sha256(model.data._read_bytes(folder / f"{stem}.gz")).hexdigest()
+        sums = {stem: hashlib.sha256(gzip.decompress((folder / f"{stem}.gz").read_bytes())).hexdigest()
                 for stem in model.data.FILES.values()}
         monkeypatch.setitem(model.data.DATASETS, name, replace(model.data.DATASETS[name], sha256=sums))
     return mnist, fashion
