@@ -44,8 +44,8 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """Return a table as Markdown lines."""
-    return (["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    """Return a table as Markdown lines (the first column left, the others right, as ``text_table``)."""
+    return (["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * (len(header) - 1)]
             + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows])
 
 

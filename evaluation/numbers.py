@@ -48,6 +48,7 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image, ImageFilter
 
+from .card import markdown_table
 from .uploads import composite, encode, paper_colour, pen_colour, rotate, to_uint8
 
 __all__ = ["KINDS", "TOUCH_STYLES", "Case", "Number", "compose", "evaluate", "make_set", "photo", "reader_for",
@@ -398,23 +399,18 @@ def _row(name: str, r: dict) -> list[str]:
             _pct(r["recognition"]), str(r["refused"]), str(r["failed"]), f"{r['median_ms']:.1f}", f"{r['p90_ms']:.1f}"]
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(header) - 1)) + " |",
-            *("| " + " | ".join(row) + " |" for row in rows)]
-
-
 def tables(results: dict[str, dict]) -> str:
     """Return Markdown tables of ``evaluate``'s results per source (``results``: source ->
     report): one row per source, then one per upload kind and one per touch style."""
     header = ["", "numbers", "exact", "touching", "per digit", "segmentation", "recognition", "4xx", "5xx",
               "median ms", "p90 ms"]
-    lines = _table(["source", *header[1:]], [_row(name, r) for name, r in results.items()])
+    lines = markdown_table(["source", *header[1:]], [_row(name, r) for name, r in results.items()])
     for key, title in (("by_kind", "upload kind"), ("by_touch", "touch style")):
         for name, r in results.items():
             if len(results) > 1 and name == "all":
                 continue
             lines += ["", f"**{name}, by {title}**", ""]
-            lines += _table([title, *header[1:]], [_row(k, v) for k, v in r[key].items()])
+            lines += markdown_table([title, *header[1:]], [_row(k, v) for k, v in r[key].items()])
     return "\n".join(lines)
 
 
