@@ -164,7 +164,7 @@ def _to_gray(image: Image.Image, side: int = ANALYSIS_SIDE) -> np.ndarray:
         image = image.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        image = _composite(image.convert("RGBA"))  # at full resolution, in Pillow (C)
+        image = _composite(image if mode == "RGBA" else image.convert("RGBA"))  # at full resolution, in Pillow (C)
         mode = "L"
     image = _reduce_8bit(image, side)
     if mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
