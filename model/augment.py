@@ -26,13 +26,13 @@ the coarse capture and the cut are also public kernels (``thicken``,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
 from .mnistform import BOX, FIELD, area_average, centre, even_strokes, fit_box, linear_resize
 
-__all__ = ["PRESETS", "Augmenter", "AugmentConfig", "coarsen", "cut_off", "thicken"]
+__all__ = ["PRESETS", "SCANNED", "STYLE", "Augmenter", "AugmentConfig", "coarsen", "cut_off", "thicken"]
 
 
 def _f(default, help: str):
@@ -74,9 +74,12 @@ PRESETS = {
     "fashion-mnist": AugmentConfig(rotate_deg=0.0, scale=0.0, shear=0.0, shift_px=0.0,
                                    elastic_alpha=0.0, thickness=0.0, hflip=True),
 }
-# The styles of writing and capturing beyond MNIST (train.py's CNN recipe uses these).
+# The styles of writing and capturing beyond MNIST...
 STYLE = AugmentConfig(rotate_deg=10.0, scale=0.1, shear=0.3, shift_px=2.0, elastic_alpha=0.8,
                       thickness=0.7, aspect=0.3, nib=0.3, coarse=0.12, cut=0.04)
+# ...and of how scanning systems stored digits (stretched to fill their box, 1-bit, bold, coarse):
+# the CNN recipe's augmentation, chosen by ``evaluation.selection`` (leave one source out).
+SCANNED = replace(STYLE, fill=0.25, binarize=0.15, bold=0.1, coarse=0.25)
 COARSE_HEIGHTS = tuple(range(8, 17))  # pixel heights of a coarse capture
 # The boxes a scanner stretched digits into, as width / height: a square (USPS- and
 # Semeion-like 16x16 cells) twice as often as a tall cell.

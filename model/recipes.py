@@ -24,7 +24,7 @@ from typing import Literal
 
 import numpy as np
 
-from .augment import PRESETS, STYLE, AugmentConfig
+from .augment import PRESETS, SCANNED, AugmentConfig
 from .network import DEFAULT_CNN, Network, cnn_layers, mlp_layers
 from .optimizers import OPTIMIZERS, SCHEDULES
 from .training import TrainConfig
@@ -69,7 +69,7 @@ class Recipe:
     pairs: int = _f(0, "pairs of MNIST training digits side by side trained as 'not a digit'")
     fragments: int = _f(0, "MNIST training digits with part of a neighbour attached (what a misplaced cut "
                            "through a number leaves) trained as 'not a digit'")
-    augment: AugmentConfig | None = _f(STYLE, "")  # flags per AugmentConfig field; --no-augment: None
+    augment: AugmentConfig | None = _f(SCANNED, "")  # flags per AugmentConfig field; --no-augment: None
     # -- validation and calibration ------------------------------------------------------------
     val_size: int = _f(5000, "training images held out for validation, calibration and the digit score")
     target_accuracy: float = _f(0.995, "the verdict says 'uncertain' below the confidence at which validation "
@@ -116,9 +116,10 @@ class Recipe:
 RECIPES = {
     # The original MLP recipe (artifacts/mnist/1): affine, elastic and stroke-width augmentation.
     "mlp": Recipe(arch="mlp", epochs=60, augment=PRESETS["mnist"], independent=0),
-    # The bundled default: handwriting beyond MNIST's, and "not a digit".
+    # The bundled default: handwriting beyond MNIST's, as written and as scanned, and "not a digit"
+    # (fragments: what a misplaced cut through a whole number leaves, for /v1/read).
     "cnn": Recipe(arch="cnn", epochs=14, dropout=DEFAULT_CNN["dropout"], average=0.999, synthetic=10000,
-                  edit_share=0.5, negatives=4000, clothes=3000, pairs=1500, augment=STYLE),
+                  edit_share=0.5, negatives=4000, clothes=3000, pairs=1500, fragments=1500, augment=SCANNED),
 }
 
 
@@ -191,7 +192,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                             help=_escape(f"{f.metadata['help']} (default: the recipe's, {defaults})"), **extra)
     group = parser.add_argument_group("augmentation", _escape(
-        "each defaults to the recipe's (the CNN's: " + ", ".join(f"{k}={v}" for k, v in STYLE.as_dict().items()) + ")"))
+        "each defaults to the recipe's (the CNN's: " + ", ".join(f"{k}={v}" for k, v in SCANNED.as_dict().items()) + ")"))
     group.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     for name, (f, annotation) in _fields(AugmentConfig).items():
         kind, extra = _flag_type(annotation, name)

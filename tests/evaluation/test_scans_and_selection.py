@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from evaluation.scans import STYLES, restyle
-from evaluation.selection import CANDIDATES, choose, recipe_of
+from evaluation.selection import BEFORE, CANDIDATES, choose, recipe_of
+from model.augment import STYLE
 from model.recipes import RECIPES
 
 
@@ -50,7 +51,11 @@ def test_leaving_one_source_out_chooses_by_the_other_sources():
 
 
 def test_candidates_are_the_cnn_recipe_with_named_changes():
-    assert recipe_of("base", 3) == replace(RECIPES["cnn"], epochs=3)
+    assert recipe_of("base", 3) == replace(BEFORE, epochs=3)
+    assert BEFORE.augment == STYLE and BEFORE.fragments == 0
     scanned = recipe_of("scanned", 6)
-    assert scanned.augment.fill == 0.15 and scanned.augment.rotate_deg == RECIPES["cnn"].augment.rotate_deg
+    assert scanned.augment.fill == 0.15 and scanned.augment.rotate_deg == STYLE.rotate_deg
+    # the bundled recipe is the candidate chosen, with fragments
+    chosen = replace(recipe_of("scanned_more", RECIPES["cnn"].epochs), fragments=1500)
+    assert chosen == RECIPES["cnn"]
     assert set(CANDIDATES) >= {"base", "scanned"}
