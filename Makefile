@@ -37,7 +37,7 @@ test: $(VENV)/.test
 
 # The Triton model repository's ONNX file (deploy/triton/): the bundled default exported, checked
 # against the service and recorded in its model card. The same artifact gives the same bytes.
-TRITON_ARTIFACT ?= artifacts/mnist/3
+TRITON_ARTIFACT ?= artifacts/mnist/4
 triton-model: $(VENV)/.test
 	$(PY) train.py export $(TRITON_ARTIFACT) --format onnx --out deploy/triton/mnist/1/model.onnx \
 		--check --data-dir ../shared/datasets

@@ -177,7 +177,9 @@ def _markdown(meta: ArtifactMetadata, plots: bool) -> str:
 def _independent_section(report: dict) -> list[str]:
     """Return the model card's section on handwriting that is not MNIST's (evaluation.independent)."""
     lines = ["## Handwriting that is not MNIST's", "",
-             "Evaluation only (never trained on or used to choose a model): each source's digits put into "
+             "Evaluation only (never trained on, nor used to choose a model or an epoch; the recipe's "
+             "augmentation was chosen on them leaving one source out, `evaluation.selection`): each "
+             "source's digits put into "
              "MNIST's form by the service's preprocessing (*as drawn*), and a sample rendered as every kind "
              f"of upload ({report.get('per_kind')} per kind) and sent through the service's decoding and "
              "preprocessing (*as uploads*), and every digit as old scanning systems stored digits (*as "

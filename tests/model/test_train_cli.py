@@ -125,7 +125,7 @@ def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys)
     # The shared folder also holds Fashion-MNIST, whose clothes are examples of "not a digit".
     args = ["--data-dir", str(directory.parent if real else directory), "--out", str(tmp_path / "artifacts"),
             "--epochs", "2", "--filters", "4,8", "--kernels", "5,3", "--dense", "16", "--train-size", "1500",
-            "--val-size", "500", "--synthetic", "100", "--negatives", "60", "--pairs", "20",
+            "--val-size", "500", "--synthetic", "100", "--negatives", "60", "--pairs", "20", "--fragments", "30",
             "--clothes", "40" if real else "0", "--batch-size", "50", "--quiet", "--independent", "0",
             "--no-plots"] + ([] if real else ["--no-verify"])
     assert train.main(args) == 0
@@ -137,7 +137,7 @@ def test_cnn_recipe_trains_extends_and_publishes(mnist_source, tmp_path, capsys)
     assert config["arch"] == "cnn" and config["filters"] == [4, 8] and config["synthetic"] == 100
     assert loaded.metadata.training["training_set"]["synthetic"] == 100
     added = loaded.metadata.training["training_set"]
-    assert added["not_digits"] == 60 + 20 + (40 if real else 0)
+    assert added["not_digits"] == 60 + 20 + 30 + (40 if real else 0)
     assert loaded.metadata.dataset.train_size == 1500 + 100 + added["edited"] + added["not_digits"]
     assert loaded.metadata.metrics.test_accuracy > 0.2  # learns (chance: 0.1) in 2 short epochs; test_training checks more
     assert loaded.metadata.ood is not None and len(loaded.labels) == 10
@@ -208,6 +208,7 @@ def _linked(target, source):
 
 QUICK_CNN = ["--epochs", "1", "--filters", "4,8", "--kernels", "5,3", "--dense", "16", "--train-size", "800",
              "--val-size", "300", "--synthetic", "50", "--negatives", "40", "--pairs", "20", "--clothes", "40",
+             "--fragments", "10",
              "--batch-size", "50", "--quiet", "--independent", "0", "--no-plots"]
 
 
@@ -233,7 +234,7 @@ def test_a_folder_with_both_datasets_in_subfolders_finds_both(two_datasets, tmp_
     out = capsys.readouterr().out
     assert f"mnist: {both / 'mnist'}" in out and f"fashion-mnist: {both / 'fashion-mnist'}" in out
     training_set = load_artifact(tmp_path / "b" / "mnist" / "1" / "model.npz").metadata.training["training_set"]
-    assert "clothes_missing" not in training_set and training_set["not_digits"] == 40 + 20 + 40
+    assert "clothes_missing" not in training_set and training_set["not_digits"] == 40 + 20 + 40 + 10
 
 
 def test_the_smoke_run_skips_the_evaluations(two_datasets, tmp_path, capsys):
