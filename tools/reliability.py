@@ -237,7 +237,7 @@ def kill_worker(scenario: Scenario, seconds: float = 20, connections: int = 32) 
 
 
 def overload(scenario: Scenario, seconds: float = 15, connections: int = 512,
-             queue_timeout: float = 0.1, worker_class: str = "gthread", cors_origins: str = "") -> dict:
+             queue_timeout: float = 0.1, worker_class: str = "sync", cors_origins: str = "") -> dict:
     """Many more connections than the workers can serve; the excess is shed with 503.
 
     wrk stamps each request with ``X-Request-Start`` as it sends it, as the proxy in
