@@ -42,7 +42,7 @@ def timeit(fn, items, repeat: int = 5) -> tuple[float, float]:
 
 def _number_photos(n: int = 12) -> list[bytes]:
     """Return ``n`` phone photos (1155x866 JPEG) of 4-digit numbers written with MNIST test digits."""
-    from evaluation.numbers import compose, photo
+    from evaluation.composed import compose, photo
     from model.data import load_dataset
 
     mnist = load_dataset("mnist", REPO.parent / "shared" / "datasets", download=False, progress=False)

@@ -57,8 +57,8 @@ def _labelled_digits(n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def number_photos(n: int = DISTINCT, seed: int = 0) -> list[bytes]:
     """Return ``n`` distinct phone photos (1155x866 JPEG) of 4-digit numbers written with MNIST
-    test digits (``evaluation.numbers``: digits apart, as ``bench.inprocess`` reads them)."""
-    from evaluation.numbers import compose, photo
+    test digits (``evaluation.composed``: digits apart, as ``bench.inprocess`` reads them)."""
+    from evaluation.composed import compose, photo
 
     digits, labels = _labelled_digits(max(4 * n, 64))
     rng = np.random.default_rng(seed)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from evaluation.numbers import KINDS, compose, evaluate, make_set, photo, render
+from evaluation.composed import KINDS, compose, make_set, photo, render
+from evaluation.numbers import evaluate
 from model.data import load_dataset
 
 from conftest import SHARED_DATASETS

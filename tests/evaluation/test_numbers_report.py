@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from evaluation.numbers import INK_LEVEL, TOUCH_STYLES, Case, compose, evaluate, main, make_set, run, tables
+from evaluation.composed import INK_LEVEL, TOUCH_STYLES, Case, compose, make_set
+from evaluation.numbers import evaluate, main, run, tables
 from imaging.kernels import label_components
 from model.data import load_dataset
 
