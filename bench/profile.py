@@ -32,12 +32,10 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime, timezone
 from pathlib import Path
 
-from tools.loadgen import CELLS, REPO, Server, build_manifests, ensure_wrk, run_wrk
+from tools.loadgen import REPO, Server, bench_run, ensure_wrk, run_wrk
 
-OUT = REPO / "bench" / "out"
 RATE = 500  # samples a second per process
 # (step, frame pattern): a frame is "function (path:line)"; the innermost frame that matches
 # any pattern names the sample's step, patterns tried in this order for each frame.
@@ -147,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    work = OUT / f"profile-{stamp}"
-    manifests = build_manifests(work / "payloads")
-    cells = [c for c in CELLS if c.name in args.cells.split(",")]
+    _, work, manifests, cells = bench_run("profile", args.cells)
     servers = []
     for i, version in enumerate(args.models.split(",")):
         artifacts = work / f"artifacts-{version}"

@@ -28,7 +28,7 @@ from pathlib import Path
 import requests
 
 from model.store import ArtifactStore
-from tools.loadgen import REPO, _multipart, build_manifests, ensure_wrk, payloads, run_wrk
+from tools.loadgen import REPO, build_manifests, ensure_wrk, multipart_body, payloads, run_wrk
 from tools.reliability import TOKEN, Gunicorn
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -64,7 +64,7 @@ def _free_port() -> int:
 
 def _canary_manifest(directory: Path, n: int) -> Path:
     """Write ``n`` requests for one 28x28 PNG, each with its own X-Client-ID."""
-    body, ctype = _multipart([("d.png", payloads(1)["mnist_png_28"][0], "image/png")], "image")
+    body, ctype = multipart_body([("d.png", payloads(1)["mnist_png_28"][0], "image/png")], "image")
     (directory / "canary.bin").write_bytes(body)
     lines = [f"POST\t/v1/predict\t{directory / 'canary.bin'}\tContent-Type: {ctype}\tX-Client-ID: client-{i:06d}"
              for i in range(n)]

@@ -32,11 +32,9 @@ import shutil
 import signal
 import statistics
 import sys
-from datetime import datetime, timezone
 
-from tools.loadgen import CELLS, REPO, Server, build_manifests, ensure_wrk, run_wrk
+from tools.loadgen import CELLS, OUT, REPO, Server, bench_run, ensure_wrk, run_wrk
 
-OUT = REPO / "bench" / "out"
 REFERENCE_BEST = {"WORKER_CLASS": "sync", "WORKERS": "2"}
 OURS_ONLY = {"read_jpeg1mp"}  # cells of routes the obvious app does not have (/v1/read)
 
@@ -57,11 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     # Stopped with SIGTERM (or SIGINT, which a background job ignores): still stop the servers.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
-    cells = [c for c in CELLS if c.name in args.cells.split(",")]
     connections = [int(c) for c in args.connections.split(",")]
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    work = OUT / f"serve-{stamp}"
-    manifests = build_manifests(work / "payloads")
+    stamp, work, manifests, cells = bench_run("serve", args.cells)
     # One version, alone in its artifacts directory, for ours. The obvious app reads only
     # the MLP format: it serves version 1 (the same model when --model is 1).
     artifacts = work / "artifacts" / "mnist"

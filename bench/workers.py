@@ -20,11 +20,9 @@ import shutil
 import signal
 import statistics
 import sys
-from datetime import datetime, timezone
 
-from tools.loadgen import CELLS, REPO, Server, build_manifests, ensure_wrk, run_wrk
+from tools.loadgen import REPO, Server, bench_run, ensure_wrk, run_wrk
 
-OUT = REPO / "bench" / "out"
 CONFIGS = {  # two workers each
     "gthread-1": {"WORKER_CLASS": "gthread", "THREADS": "1"},
     "gthread-2": {"WORKER_CLASS": "gthread", "THREADS": "2"},
@@ -43,10 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ensure_wrk()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    work = OUT / f"workers-{stamp}"
-    manifests = build_manifests(work / "payloads")
-    cells = [c for c in CELLS if c.name in args.cells.split(",")]
+    _, work, manifests, cells = bench_run("workers", args.cells)
     mlp = REPO / "artifacts" / "mnist" / "1" / "model.npz"
     servers, port = [], 18440
     for config in args.configs.split(","):

@@ -3,6 +3,8 @@
     payloads(n)              n distinct encoded images of each benchmark payload type
     number_photos(n)         n distinct phone photos of 4-digit numbers (the /v1/read payload)
     CELLS, build_manifests   the request bodies of every benchmark cell, and wrk manifests of them
+    bench_run                a benchmark's dated folder under bench/out, its manifests and cells
+    multipart_body           a multipart/form-data upload of some files
     Server                   a gunicorn on 127.0.0.1 (PID tracked, stopped with SIGTERM)
     run_wrk                  wrk through ``wrk_rotate.lua``: rotating requests, a JSON summary
 
@@ -23,6 +25,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ from PIL import Image, ImageFilter
 from model.data import load_dataset
 
 REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "bench" / "out"  # what benchmarks write (ignored by git)
 LUA = Path(__file__).resolve().with_name("wrk_rotate.lua")
 DISTINCT = 64  # distinct images per payload type
 
@@ -121,7 +125,8 @@ CELLS = [
 # -- payloads ---------------------------------------------------------------------
 
 
-def _multipart(files: list[tuple[str, bytes, str]], field: str) -> tuple[bytes, str]:
+def multipart_body(files: list[tuple[str, bytes, str]], field: str) -> tuple[bytes, str]:
+    """Return a multipart/form-data body of ``files`` (name, bytes, type) under ``field``, and its Content-Type."""
     boundary = uuid.uuid4().hex
     parts = []
     for name, data, mime in files:
@@ -148,14 +153,14 @@ def build_manifests(directory: Path) -> dict[str, Path]:
     for cell, kind in (("predict_png28", "mnist_png_28"), ("predict_canvas280", "canvas_png_280_alpha"),
                        ("predict_jpeg1mp", "photo_jpeg_1mp")):
         for i, data in enumerate(images[kind]):
-            body, ctype = _multipart([(f"{i}.png", data, mimes[kind])], "image")
+            body, ctype = multipart_body([(f"{i}.png", data, mimes[kind])], "image")
             add(cell, i, body, {"Content-Type": ctype})
     for i, data in enumerate(number_photos(DISTINCT)):
-        body, ctype = _multipart([(f"number-{i}.jpg", data, "image/jpeg")], "image")
+        body, ctype = multipart_body([(f"number-{i}.jpg", data, "image/jpeg")], "image")
         add("read_jpeg1mp", i, body, {"Content-Type": ctype})
     for i in range(16):
         files = [(f"{j}.png", images["mnist_png_28"][(i * 7 + j) % DISTINCT], "image/png") for j in range(64)]
-        body, ctype = _multipart(files, "images")
+        body, ctype = multipart_body(files, "images")
         add("batch64", i, body, {"Content-Type": ctype})
     scaled = digits.reshape(len(digits), 784).astype(np.float32) / 255.0
     for i in range(DISTINCT):
@@ -215,6 +220,14 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
+
+
+def bench_run(kind: str, cell_names: str) -> tuple[str, Path, dict[str, Path], list[Cell]]:
+    """Start a benchmark run: its UTC stamp, its folder ``bench/out/<kind>-<stamp>`` with every
+    cell's request bodies, the manifests (``build_manifests``) and the cells named (comma-separated)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    work = OUT / f"{kind}-{stamp}"
+    return stamp, work, build_manifests(work / "payloads"), [c for c in CELLS if c.name in cell_names.split(",")]
 
 
 def run_wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10,
