@@ -10,8 +10,10 @@ scans. ``KINDS`` names every kind; ``rerender`` makes one file and
 ``rerender_set`` a deterministic batch. Sizes that the kinds speak of in
 "MNIST pixels" are 1/28 of the digit image's side. The colour and file
 helpers they are made with (``paper_colour``, ``pen_colour``, ``composite``,
-``rotate``, ``to_uint8``, ``encode``) are public: ``numbers`` writes whole
-numbers with them.
+``rotate``, ``to_uint8``, ``encode``) are public: ``composed`` writes whole
+numbers with them. The module is long (about 550 lines) on purpose: one
+short function per kind of upload (17) and the table naming them, so a new
+kind is one function and one row here.
 
 It does not own the preprocessing that is meant to undo all this (the service
 does): ``train.py evaluate`` and the tests feed these bytes to it and check
