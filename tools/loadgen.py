@@ -189,37 +189,58 @@ def build_manifests(directory: Path) -> dict[str, Path]:
 
 
 class Server:
+    """A gunicorn serving ``app`` on 127.0.0.1:``port``, with ``env`` over this process's
+    environment, its output in ``log``; tracked by PID and stopped with SIGTERM."""
+
     def __init__(self, name: str, app: str, port: int, env: dict[str, str], log: Path):
-        self.name, self.url = name, f"http://127.0.0.1:{port}"
-        full_env = {**os.environ, **env, "HOST": "127.0.0.1", "PORT": str(port)}
+        self.name, self.url, self.log_path = name, f"http://127.0.0.1:{port}", log
+        full_env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port), **{k: str(v) for k, v in env.items()}}
         full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.log_path, self.log = log, open(log, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app],
-            cwd=REPO, env=full_env, stdout=self.log, stderr=subprocess.STDOUT)
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "--config", "gunicorn.conf.py", app],
+                cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def workers(self) -> list[int]:
+        """The master's children (its workers), through /proc."""
+        try:
+            return [int(p) for p in Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()]
+        except OSError:
+            return []
 
     def wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}")
+                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
             except requests.RequestException:
                 pass
-            time.sleep(0.2)
-        raise TimeoutError(f"{self.name} not ready")
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not ready after {timeout}s:\n{self.log()[-3000:]}")
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> int:  # gunicorn.conf.py: graceful_timeout = 20
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(30)  # gunicorn.conf.py: graceful_timeout = 20
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self.log.close()
+        return self.process.returncode
 
 
 def bench_run(kind: str, cell_names: str) -> tuple[str, Path, dict[str, Path], list[Cell]]:

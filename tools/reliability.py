@@ -37,25 +37,14 @@ class Gunicorn(Server):
     def __init__(self, artifacts: Path, port: int, log: Path, **env):
         super().__init__("service", "service:create_app()", port, {
             "ARTIFACTS_DIR": str(artifacts), "ADMIN_TOKEN": TOKEN, "ACCESS_LOG": "false",
-            "POLL_INTERVAL": "0.5", **{k: str(v) for k, v in env.items()}}, log)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def workers(self) -> list[int]:
-        children = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        try:
-            return [int(p) for p in children.read_text().split()]
-        except OSError:
-            return []
+            "POLL_INTERVAL": "0.5", **env}, log)
 
     def wait_ready(self, workers: int, timeout: float = 30) -> None:
         """Wait until ``workers`` workers each report a loaded model in /metrics."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"gunicorn exited: {self.log()[-2000:]}")
             if len(_worker_versions_or_none(self.url)) >= workers:
                 return
             time.sleep(0.1)

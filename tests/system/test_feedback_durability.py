@@ -9,7 +9,6 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import requests
 
@@ -27,13 +26,6 @@ def post_feedback(url: str, label: int) -> str | None:
     except requests.RequestException:
         return None
     return r.json()["id"] if r.status_code == 202 else None
-
-
-def workers_of(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def test_acknowledged_feedback_survives_a_killed_worker_and_a_restart(tmp_path):
@@ -56,13 +48,13 @@ def test_acknowledged_feedback_survives_a_killed_worker_and_a_restart(tmp_path):
         for t in threads:
             t.start()
         time.sleep(1.5)
-        victim = workers_of(server.pid)[0]
+        victim = server.workers()[0]
         os.kill(victim, signal.SIGKILL)  # a worker we started, by PID
         time.sleep(2.5)
         stop.set()
         for t in threads:
             t.join()
-        assert victim not in workers_of(server.pid)  # gunicorn replaced it
+        assert victim not in server.workers()  # gunicorn replaced it
     assert len(acknowledged) > 50
     stored = {e.id for e in load_feedback(store)}
     assert set(acknowledged) <= stored  # nothing acknowledged was lost
