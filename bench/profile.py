@@ -34,7 +34,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tools.loadgen import REPO, Server, bench_run, ensure_wrk, run_wrk
+from evaluation.card import markdown_table
+from tools.loadgen import REPO, Server, bench_run, ensure_wrk, run_wrk, settings_from
 
 RATE = 500  # samples a second per process
 # (step, frame pattern): a frame is "function (path:line)"; the innermost frame that matches
@@ -86,11 +87,10 @@ def attribute(raw: str, master: int) -> tuple[Counter, int]:
     return steps, sum(steps[name] for name in WORK)
 
 
-def _workers_cpu(master: int) -> float:
-    """Return the CPU seconds (user + system) the workers of ``master`` have used so far."""
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+def _workers_cpu(server: Server) -> float:
+    """Return the CPU seconds (user + system) the workers of ``server`` have used so far."""
     ticks = 0
-    for pid in children:
+    for pid in server.workers():
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         except OSError:
@@ -103,15 +103,15 @@ def profile(server: Server, manifest: Path, seconds: float, connections: int, ra
     """Drive ``server`` with wrk for ``seconds`` while py-spy samples its workers; return the
     requests completed, the rate, the workers' CPU time per request, and how it divides into
     steps (each step's share of the working samples)."""
-    cpu_before = _workers_cpu(server.process.pid)
+    cpu_before = _workers_cpu(server)
     spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")), "record",
-                            "--pid", str(server.process.pid), "--subprocesses", "--rate", str(RATE),
+                            "--pid", str(server.pid), "--subprocesses", "--rate", str(RATE),
                             "--duration", str(int(seconds)), "--format", "raw", "-o", str(raw_path)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result = run_wrk(server.url, manifest, connections, seconds)
-    cpu = _workers_cpu(server.process.pid) - cpu_before
+    cpu = _workers_cpu(server) - cpu_before
     spy.wait(seconds + 30)
-    steps, total = attribute(raw_path.read_text(), server.process.pid)
+    steps, total = attribute(raw_path.read_text(), server.pid)
     requests = max(1, int(result["requests"]))
     cpu_us = cpu / requests * 1e6
     per_request = {name: steps[name] / max(total, 1) * cpu_us for name in WORK}
@@ -122,12 +122,10 @@ def profile(server: Server, manifest: Path, seconds: float, connections: int, ra
 
 def table(rows: list[tuple[str, dict]]) -> str:
     """Return a Markdown table: one column per profile, one row per step (microseconds per request)."""
-    lines = ["| step | " + " | ".join(name for name, _ in rows) + " |", "| --- |" + " ---: |" * len(rows)]
-    for step in ORDER:
-        lines.append(f"| {step} | " + " | ".join(f"{r['us'][step]:,.0f}" for _, r in rows) + " |")
-    lines.append("| **worker CPU time per request** | "
-                 + " | ".join(f"**{r['us_total']:,.0f}**" for _, r in rows) + " |")
-    lines.append("| req/s while profiled | " + " | ".join(f"{r['rps']:,.0f}" for _, r in rows) + " |")
+    lines = markdown_table(["step", *(name for name, _ in rows)],
+                           [[step, *(f"{r['us'][step]:,.0f}" for _, r in rows)] for step in ORDER]
+                           + [["**worker CPU time per request**", *(f"**{r['us_total']:,.0f}**" for _, r in rows)],
+                              ["req/s while profiled", *(f"{r['rps']:,.0f}" for _, r in rows)]])
     return "\n".join(lines)
 
 
@@ -150,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, version in enumerate(args.models.split(",")):
         artifacts = work / f"artifacts-{version}"
         shutil.copytree(REPO / "artifacts" / "mnist" / version, artifacts / "mnist" / version)
-        env = dict(item.split("=", 1) for item in args.env)
+        env = settings_from(args.env)
         servers.append(Server(f"ours v{version}", "service:create_app()", 18421 + i,
                               {**env, "ARTIFACTS_DIR": str(artifacts)}, work / f"ours-{version}.log"))
     if not args.no_reference:
         reference = {"WORKER_CLASS": "sync", "WORKERS": "2", "THREADS": "1",
-                     **dict(item.split("=", 1) for item in args.reference_env)}
+                     **settings_from(args.reference_env)}
         servers.append(Server(f"obvious app (MLP), {reference['WORKER_CLASS']} x{reference['WORKERS']}",
                               "bench.reference_app:app", 18420,
                               {"REFERENCE_ARTIFACT": str(REPO / "artifacts" / "mnist" / "1" / "model.npz"),

@@ -33,7 +33,7 @@ import signal
 import statistics
 import sys
 
-from tools.loadgen import CELLS, OUT, REPO, Server, bench_run, ensure_wrk, run_wrk
+from tools.loadgen import CELLS, OUT, REPO, Server, bench_run, ensure_wrk, run_wrk, settings_from
 
 REFERENCE_BEST = {"WORKER_CLASS": "sync", "WORKERS": "2"}
 OURS_ONLY = {"read_jpeg1mp"}  # cells of routes the obvious app does not have (/v1/read)
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     artifacts = work / "artifacts" / "mnist"
     shutil.copytree(REPO / "artifacts" / "mnist" / args.model, artifacts / args.model)
     model_path = REPO / "artifacts" / "mnist" / "1" / "model.npz"
-    ours_env = {**dict(item.split("=", 1) for item in args.env), "ARTIFACTS_DIR": str(work / "artifacts"),
+    ours_env = {**settings_from(args.env), "ARTIFACTS_DIR": str(work / "artifacts"),
                 "ACCESS_LOG": "true"}
     servers = [Server("ours", "service:create_app()", 18411, ours_env, work / "ours.log")]
     if not args.no_reference:

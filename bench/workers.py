@@ -21,6 +21,7 @@ import signal
 import statistics
 import sys
 
+from evaluation.card import markdown_table
 from tools.loadgen import REPO, Server, bench_run, ensure_wrk, run_wrk
 
 CONFIGS = {  # two workers each
@@ -76,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     for cell in cells:
         print(f"\n{cell.payload}, {args.connections} connections, median of {args.rounds} rounds x "
               f"{args.seconds:g} s\n")
-        print("| server | req/s | p99 ms | errors |\n| --- | ---: | ---: | ---: |")
         rows = {}
         for server in servers:
             runs = results[cell.name, server.name]
@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
             app = name.rsplit(" ", 1)[0]
             if rps > rows.get(best.get(app), (0,))[0]:
                 best[app] = name
-        for name, (rps, p99, errors) in rows.items():
-            mark = " **(fastest)**" if best[name.rsplit(" ", 1)[0]] == name else ""
-            print(f"| {name}{mark} | {rps:,.0f} | {p99:.1f} | {errors} |")
+        print("\n".join(markdown_table(["server", "req/s", "p99 ms", "errors"], [
+            [name + (" **(fastest)**" if best[name.rsplit(" ", 1)[0]] == name else ""), f"{rps:,.0f}", f"{p99:.1f}",
+             str(errors)] for name, (rps, p99, errors) in rows.items()])))
     return 0
 
 

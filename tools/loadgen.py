@@ -4,6 +4,7 @@
     number_photos(n)         n distinct phone photos of 4-digit numbers (the /v1/read payload)
     CELLS, build_manifests   the request bodies of every benchmark cell, and wrk manifests of them
     bench_run                a benchmark's dated folder under bench/out, its manifests and cells
+    settings_from            NAME=VALUE items (a benchmark's --env) as settings
     multipart_body           a multipart/form-data upload of some files
     Server                   a gunicorn on 127.0.0.1 (PID tracked, stopped with SIGTERM)
     run_wrk                  wrk through ``wrk_rotate.lua``: rotating requests, a JSON summary
@@ -249,6 +250,11 @@ def bench_run(kind: str, cell_names: str) -> tuple[str, Path, dict[str, Path], l
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     work = OUT / f"{kind}-{stamp}"
     return stamp, work, build_manifests(work / "payloads"), [c for c in CELLS if c.name in cell_names.split(",")]
+
+
+def settings_from(items: list[str]) -> dict[str, str]:
+    """Return ``NAME=VALUE`` command-line items (``--env``) as a dict of settings."""
+    return dict(item.split("=", 1) for item in items)
 
 
 def run_wrk(url: str, manifest: Path, connections: int, seconds: float, timeout: float = 10,
