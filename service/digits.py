@@ -54,11 +54,10 @@ def _answered(served: ServedModel, X: np.ndarray, probs: np.ndarray, scores: np.
     return classes
 
 
-def _judge(served: ServedModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Return ``assess``'s answers for inputs that are all answered, recorded."""
+def _judge(served: ServedModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """Return ``assess``'s answers for inputs that are all answered, recorded, and the classes."""
     probs, scores, said = assess(served, X)
-    _answered(served, X, probs, scores, said)
-    return probs, scores, said
+    return probs, scores, said, _answered(served, X, probs, scores, said)
 
 
 def classify(served: ServedModel, data: bytes, settings, with_input: bool = False) -> dict:
@@ -68,7 +67,7 @@ def classify(served: ServedModel, data: bytes, settings, with_input: bool = Fals
     a usable image.
     """
     digit = preprocess(data, settings.max_image_pixels)
-    probs, scores, said = _judge(served, scale_pixels(digit[None]))
+    probs, scores, said, _ = _judge(served, scale_pixels(digit[None]))
     return prediction_body(probs[0], served.labels, served.ref, float(scores[0]), said[0],
                            digit if with_input else None)
 
@@ -87,7 +86,7 @@ def classify_batch(served: ServedModel, uploads: list[tuple[bytes, str | None]],
             metrics.IMAGES.labels(code=exc.code).inc()
             items[i] = batch_error_item(i, filename, str(exc), exc.code, exc.status)
     if digits:
-        probs, scores, said = _judge(served, scale_pixels(np.stack(digits)))
+        probs, scores, said, _ = _judge(served, scale_pixels(np.stack(digits)))
         for row, score, v, i, digit in zip(probs, scores.tolist(), said, good, digits):
             items[i] = prediction_body(row, served.labels, served.ref, score, v, digit if with_input else None)
     return items
@@ -142,7 +141,6 @@ def feedback_summary(served: ServedModel, store: FeedbackStore) -> dict:
 
 def infer(served: ServedModel, X: np.ndarray) -> dict[str, np.ndarray]:
     """Return the output tensors for float32 (N, 784) pixels: probabilities, classes and digit scores."""
-    probs, scores, said = assess(served, X)
-    classes = _answered(served, X, probs, scores, said)
+    probs, scores, _, classes = _judge(served, X)
     return {"probabilities": probs, "predicted_class": classes.astype("<i8"),
             "digit_score": np.ascontiguousarray(scores, dtype="<f4")}
