@@ -50,7 +50,7 @@ from .handwriting import (FONT_FILES, SOURCES, SourceUnavailable, draw_glyph, dr
                           has_ink, load_source)
 from .uploads import KINDS, rerender_set
 
-__all__ = ["FAMILIES", "FONT_FAMILIES", "Collected", "collect", "family_fonts", "notdigit_images", "report",
+__all__ = ["FAMILIES", "FONT_FAMILIES", "Collected", "collect", "family_fonts", "glyph_pool", "notdigit_images", "report",
            "summary_lines"]
 
 FAMILIES = ("clothing", "letters", "symbols", "doodles", "noise", "numbers")
@@ -75,7 +75,7 @@ Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # float32 (n, 7
 # -- not-digit images (square uint8, white ink on black, any size) -----------------------
 
 
-def _glyph_pool(family: str) -> dict[str, list[Path]]:
+def glyph_pool(family: str) -> dict[str, list[Path]]:
     """Return {character: the installed fonts of its list that have it} for a family drawn in fonts,
     in the order of its characters and fonts; a character none of them has is left out."""
     text, names = FONT_FAMILIES[family]
@@ -88,7 +88,7 @@ def family_fonts(family: str) -> list[str]:
     """Return the font files ``family`` is drawn in (none for a family not drawn in fonts)."""
     if family not in FONT_FAMILIES:
         return []
-    used = {path.name for fonts in _glyph_pool(family).values() for path in fonts}
+    used = {path.name for fonts in glyph_pool(family).values() for path in fonts}
     return [name for name in FONT_FAMILIES[family][1] if name in used]
 
 
@@ -218,7 +218,7 @@ def notdigit_images(family: str, n: int, seed: int = 0, fashion_test: np.ndarray
             return []
         return list(fashion_test[rng.choice(len(fashion_test), min(n, len(fashion_test)), replace=False)])
     if family in FONT_FAMILIES:
-        return _glyphs(_glyph_pool(family), rng, n)
+        return _glyphs(glyph_pool(family), rng, n)
     if family == "doodles":
         return [_doodle(rng) for _ in range(n)]
     if family == "noise":

@@ -9,7 +9,7 @@ import pytest
 from evaluation import handwriting, notdigits
 from evaluation.handwriting import draw_glyph, draws, font_paths, has_ink
 from evaluation.notdigits import (BUNDLED_FONT_DIR, FAMILIES, FONT_FAMILIES, KANA, PRINT_FONTS, SYMBOLS,
-                                  _glyph_pool, collect, family_fonts, notdigit_images, report, summary_lines)
+                                  collect, family_fonts, glyph_pool, notdigit_images, report, summary_lines)
 from model.data import load_dataset
 
 from conftest import SHARED_DATASETS
@@ -40,7 +40,7 @@ def test_font_families_give_exactly_the_count_asked_for(monkeypatch, system_font
         assert all(im.dtype == np.uint8 and im.shape[0] == im.shape[1] >= 28 and has_ink(im) for im in images)
     if system_fonts == "none":
         assert family_fonts("letters") == list(PRINT_FONTS) and family_fonts("symbols") == ["DejaVuSans.ttf"]
-        assert set(_glyph_pool("symbols")) == set(SYMBOLS)  # DejaVu has no kana; symbols take their place
+        assert set(glyph_pool("symbols")) == set(SYMBOLS)  # DejaVu has no kana; symbols take their place
 
 
 def test_an_extra_installed_font_changes_no_family(monkeypatch, tmp_path, test_splits):
@@ -66,7 +66,7 @@ def test_a_font_is_not_used_for_characters_it_lacks(monkeypatch, tmp_path):
     # A listed Japanese font that has the symbols but none of the kana (DejaVu under kiloji's name).
     shutil.copy(DEJAVU, tmp_path / "kiloji.ttf")
     monkeypatch.setattr(handwriting, "FONT_DIRS", (tmp_path,))
-    pool = _glyph_pool("symbols")
+    pool = glyph_pool("symbols")
     assert set(pool) == set(SYMBOLS) and not set(KANA) & set(pool)
     assert [p.name for p in pool["+"]] == ["DejaVuSans.ttf", "kiloji.ttf"]
     assert family_fonts("symbols") == ["DejaVuSans.ttf", "kiloji.ttf"]
