@@ -25,7 +25,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import ValidationError
 
+from .atomic import write_atomic
 from .inference import Predictor
 from .metadata import (FORMAT, FORMAT_VERSION, Architecture, ArtifactMetadata, DatasetInfo, InputSpec,
                        OutOfDistribution, Thresholds)
@@ -157,17 +157,7 @@ def save_artifact(path: str | os.PathLike, net: Network, metadata: ArtifactMetad
     arrays = {name: np.ascontiguousarray(a, dtype="<f4") for name, a in [*net.arrays().items(),
                                                                         *ood_arrays.items()]}
     arrays["metadata"] = np.array(metadata.model_dump_json())
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the service may run as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays), mode=0o644)  # the service may run as another user
     return path
 
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from .atomic import write_atomic
 
 __all__ = [
     "DATASETS",
@@ -368,24 +369,11 @@ def _download(spec: DatasetSpec, progress: bool = True, timeout: float = 30.0) -
             except (requests.RequestException, OSError, EOFError, DatasetError) as exc:
                 errors.append(f"{url}: {exc}")
                 continue
-            _write_atomic(target / f"{stem}.gz", payload)
+            write_atomic(target / f"{stem}.gz", lambda f: f.write(payload))
             break
         else:
             raise DatasetError("; ".join(errors[-len(spec.mirrors):]))
     return target
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def split_validation(

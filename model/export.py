@@ -38,12 +38,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_atomic
 from .artifact import LoadedModel
 from .data import INPUT_SHAPE, PIXEL_SCALE
 from .ood import CONFIDENCE_THRESHOLDS
@@ -292,17 +292,7 @@ def export_onnx(loaded: LoadedModel, path: str | os.PathLike, opset: int = OPSET
     path = Path(path)
     data = build_onnx(loaded, opset).SerializeToString(deterministic=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: f.write(data), mode=0o644)
     n_digits = len(loaded.labels)
     return {
         "format": "onnx",

@@ -36,6 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic import write_atomic
+
 __all__ = [
     "ARTIFACT_FILE",
     "LATEST",
@@ -155,20 +157,11 @@ class ArtifactStore:
         """
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=f".{name}.", suffix=".tmp")
+            write_atomic(self.dir / name, lambda f: f.write(json.dumps(data).encode()))
         except OSError as exc:
             if exc.errno in _READ_ONLY_ERRNOS:
                 raise StoreReadOnly(exc.errno, f"{self.dir} is read-only: {name} cannot be written; "
                                                "the deployment fixes which version is served") from None
-            raise
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.dir / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
             raise
 
     def pin(self, version: str | None) -> None:
