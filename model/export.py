@@ -35,6 +35,7 @@ against the service and the CLI are ``evaluation/export_cli.py``'s.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -46,7 +47,6 @@ import numpy as np
 from .atomic import write_atomic
 from .artifact import LoadedModel
 from .data import INPUT_SHAPE, PIXEL_SCALE
-from .ood import CONFIDENCE_THRESHOLDS
 
 __all__ = ["INPUT_NAME", "IR_VERSION", "LAYER_OPS", "OPSET", "OUTPUTS", "UnsupportedLayer", "build_onnx",
            "export_onnx", "onnx_session", "run_onnx"]
@@ -258,9 +258,6 @@ def _properties(loaded: LoadedModel) -> dict[str, str]:
     """Return the model's metadata_props: what a caller needs to use the outputs as the service does."""
     meta = loaded.metadata
     ood = meta.ood
-    thresholds = (ood.thresholds.model_dump() if ood is not None else
-                  {"not_a_digit_below": CONFIDENCE_THRESHOLDS.not_a_digit_below,
-                   "uncertain_below": CONFIDENCE_THRESHOLDS.uncertain_below})
     return {
         "name": meta.name,
         "labels": json.dumps(meta.labels),
@@ -268,7 +265,7 @@ def _properties(loaded: LoadedModel) -> dict[str, str]:
         "temperature": repr(meta.temperature),
         "digit_score": ood.method if ood is not None else "top_probability",
         "platt": json.dumps(list(ood.platt)) if ood is not None else "",
-        "thresholds": json.dumps(thresholds),
+        "thresholds": json.dumps(dataclasses.asdict(loaded.thresholds)),
         "input_scale": repr(PIXEL_SCALE),
     }
 
