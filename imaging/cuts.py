@@ -49,11 +49,16 @@ def drop_fall(mask: np.ndarray, x: int, from_bottom: bool = False, lean: int = -
     ``lean`` side first), else sideways along the row (never back, at most ``roll``
     columns), and cuts through the ink when it is stuck.
     """
-    m = mask[::-1] if from_bottom else mask
-    h, w = m.shape
+    return _fall((mask[::-1] if from_bottom else mask).tolist(), x, from_bottom, lean, lo, hi, roll)
+
+
+def _fall(rows: list[list[bool]], x: int, from_bottom: bool, lean: int, lo: int, hi: int | None,
+          roll: int | None) -> np.ndarray:
+    """``drop_fall`` on the mask's rows as lists (upside down ``from_bottom``), which
+    ``cut_paths`` makes once for all its drops."""
+    h, w = len(rows), len(rows[0])
     hi = w if hi is None else min(hi, w)
     lo = max(lo, 0)
-    rows = m.tolist()
     x = min(max(x, lo), hi - 1)
     path = [0] * h
     steps = hi - lo if roll is None else roll
@@ -134,8 +139,9 @@ def cut_paths(mask: np.ndarray, height: float, stroke: float) -> list[tuple[np.n
     roll = max(2, round(ROLL * stroke))
     paths = [np.full(h, x, np.int32) for x in columns]
     for from_bottom, xs in enumerate(valleys):
+        mask_rows = (mask[::-1] if from_bottom else mask).tolist() if len(xs) else []
         for x in xs:
-            paths += [drop_fall(mask, x, bool(from_bottom), lean, lo, hi, roll) for lean in (-1, 1)]
+            paths += [_fall(mask_rows, x, bool(from_bottom), lean, lo, hi, roll) for lean in (-1, 1)]
     band = max(2, round(BAND * height))
     cost = mask.astype(np.float32)
     cost[:, :lo] = cost[:, hi:] = np.inf  # the cut keeps a margin on either side
