@@ -44,6 +44,7 @@ from model.training import evaluate as evaluate_split
 from model.training import train
 from model import trainset
 
+from .card import text_table
 from .handwriting import SOURCES, SourceUnavailable, load_source
 from .independent import scanned
 
@@ -115,12 +116,11 @@ def choose(results: dict[str, dict], baseline: str = "base") -> list[dict]:
 
 def _report(results: dict[str, dict], folds: list[dict]) -> str:
     sources = sorted(set.intersection(*(set(r["sources"]) for r in results.values())))
-    lines = [f"{'candidate':<16}" + "".join(f"{s:>14}" for s in sources) + f"{'mean':>10}{'MNIST test':>12}"]
+    rows = []
     for name, r in results.items():
         figures = [r["sources"][s]["accuracy"] for s in sources]
-        lines.append(f"{name:<16}" + "".join(f"{100 * f:13.2f}%" for f in figures)
-                     + f"{100 * np.mean(figures):9.2f}%{100 * r['mnist_test']:11.2f}%")
-    lines.append("")
+        rows.append([name, *(f"{100 * f:.2f}%" for f in [*figures, np.mean(figures), r["mnist_test"]])])
+    lines = [text_table(["candidate", *sources, "mean", "MNIST test"], rows), ""]
     lines.append("leave one source out: the candidate the other sources choose, on the source held out")
     for f in folds:
         delta = 100 * (f["chosen_accuracy"] - f["baseline_accuracy"])
