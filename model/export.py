@@ -109,11 +109,7 @@ def _flatten(g: _Graph, layer, x: str, shape: tuple[int, ...], p: str) -> str:
 
 
 def _batchnorm(g: _Graph, layer, x: str, shape: tuple[int, ...], p: str) -> str:
-    gamma, beta = layer.params
-    running_mean, running_var = layer.state
-    # The same float32 arithmetic as BatchNorm.forward at inference.
-    scale = gamma / np.sqrt(running_var + layer.eps)
-    shift = beta - running_mean * scale
+    scale, shift = layer.inference_affine()  # the arrays BatchNorm.forward uses at inference
     per_channel = (-1,) + (1,) * (len(shape) - 1)  # (C,) for (n, C); (C, 1, 1) for (n, C, H, W)
     y = g.node("Mul", [x, g.const(f"{p}.scale", scale.reshape(per_channel))], f"{p}.bn_scaled")
     return g.node("Add", [y, g.const(f"{p}.shift", shift.reshape(per_channel))], f"{p}.batchnorm")

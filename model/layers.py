@@ -365,14 +365,20 @@ class BatchNorm(Layer):
             ones = self._local.__dict__["ones"] = np.ones(size, dtype)
         return ones
 
+    def inference_affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return (scale, shift) per channel: inference is ``X * scale + shift`` (the ONNX
+        export writes the same arrays)."""
+        gamma, beta = self.params
+        running_mean, running_var = self.state
+        scale = gamma / np.sqrt(running_var + self.eps)
+        return scale, beta - running_mean * scale
+
     def forward(self, X: np.ndarray, training: bool = False) -> np.ndarray:
         gamma, beta = self.params
         shape = self._shape(X)
         Y = self._buffer("Y", X.shape, X.dtype)
         if not training:
-            running_mean, running_var = self.state
-            scale = gamma / np.sqrt(running_var + self.eps)
-            shift = beta - running_mean * scale
+            scale, shift = self.inference_affine()
             np.multiply(X, scale.reshape(shape), out=Y)
             Y += shift.reshape(shape)
             return Y
