@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from model.artifact import build_metadata, save_artifact
-from model.data import write_idx
+from model.data import Dataset, load_dataset, write_idx
 from model.network import Network, mlp_layers
 from model.store import ARTIFACT_FILE
 
@@ -50,6 +50,19 @@ def mnist_source(tmp_path_factory) -> tuple[Path, bool]:
     if (real / "train-images-idx3-ubyte.gz").is_file():
         return real, True
     return make_synthetic_mnist(tmp_path_factory.mktemp("synthetic-mnist")), False
+
+
+@pytest.fixture(scope="session")
+def mnist_dataset(mnist_source) -> Dataset:
+    """MNIST from ``mnist_source`` (the shared copy, or the synthetic stand-in), loaded once."""
+    directory, real = mnist_source
+    return load_dataset("mnist", directory, download=False, verify=real, progress=False)
+
+
+@pytest.fixture(scope="session")
+def mnist_test(mnist_dataset) -> tuple[np.ndarray, np.ndarray]:
+    """MNIST's test images (uint8 (n, 28, 28)) and labels."""
+    return mnist_dataset.test_images, mnist_dataset.test_labels
 
 
 def make_tiny_net(seed: int = 0, hidden: tuple[int, ...] = (16,), k: int = 10) -> Network:

@@ -118,20 +118,18 @@ def exported(loaded, path: Path):
 
 
 @pytest.fixture(scope="module")
-def mnist_test(mnist_source) -> tuple[np.ndarray, np.ndarray]:
+def first_test(mnist_test) -> tuple[np.ndarray, np.ndarray]:
     """The first 1,000 MNIST test images (uint8 (n, 28, 28)) and labels, or synthetic ones."""
-    directory, real = mnist_source
-    ds = load_dataset("mnist", directory, download=False, verify=real, progress=False)
-    return ds.test_images[:1000], ds.test_labels[:1000]
+    return mnist_test[0][:1000], mnist_test[1][:1000]
 
 
 @pytest.fixture(scope="module")
-def pixels(mnist_test) -> dict[str, np.ndarray]:
+def pixels(first_test) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(5)
     return {"uniform": rng.random((64, 784), dtype=np.float32),
             "uint8": scale_pixels(rng.integers(0, 256, (33, 28, 28), dtype=np.uint8)),
             "sparse": scale_pixels((rng.random((17, 28, 28)) < 0.15) * 255),
-            "mnist": scale_pixels(mnist_test[0])}
+            "mnist": scale_pixels(first_test[0])}
 
 
 # -- parity ------------------------------------------------------------------------------------
@@ -163,12 +161,12 @@ def test_bundled_versions_answer_as_the_service(version, pixels, tmp_path):
         assert_parity(loaded, session, X)
 
 
-def test_preprocessed_uploads_each_classified_alone_answer_as_the_service(mnist_test, tmp_path):
+def test_preprocessed_uploads_each_classified_alone_answer_as_the_service(first_test, tmp_path):
     from evaluation.export_cli import preprocessed_uploads
 
     loaded = load_artifact(BUNDLED_ARTIFACTS / "mnist" / "3" / ARTIFACT_FILE)
     session = exported(loaded, tmp_path / "model.onnx")
-    X = scale_pixels(preprocessed_uploads(*mnist_test, 17))  # one of every kind of upload
+    X = scale_pixels(preprocessed_uploads(*first_test, 17))  # one of every kind of upload
     for row in X:  # one upload a request, as /v1/predict classifies it
         assert_parity(loaded, session, row[None])
 

@@ -12,16 +12,6 @@ from model.ood import Scorer, verdicts
 from conftest import REPO
 
 
-@pytest.fixture(scope="module")
-def mnist_test(mnist_source):
-    """MNIST's test images (the shared copy; the synthetic stand-in where it is absent)."""
-    from model.data import load_dataset
-
-    directory, real = mnist_source
-    ds = load_dataset("mnist", directory, download=False, verify=real, progress=False)
-    return ds.test_images, ds.test_labels
-
-
 def _trained_looking(net: Network, rng: np.random.Generator, negative_scale: bool = False) -> Network:
     """Give every batch normalisation statistics and affine parameters far from the identity."""
     for layer in net.layers:

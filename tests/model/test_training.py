@@ -3,16 +3,15 @@ import pytest
 
 from model.augment import AugmentConfig, Augmenter, thicken
 from model.calibration import expected_calibration_error, fit_temperature, nll
-from model.data import load_dataset, split_validation
+from model.data import split_validation
 from model.losses import softmax
 from model.network import Network, cnn_layers, mlp_layers
 from model.training import TrainConfig, evaluate, train
 
 
 @pytest.fixture(scope="module")
-def small_split(mnist_source):
-    directory, real = mnist_source
-    ds = load_dataset("mnist", directory, download=False, verify=real)
+def small_split(mnist_dataset):
+    ds = mnist_dataset
     images, labels = ds.train_images[:4000], ds.train_labels[:4000]
     return split_validation(images, labels, 1000, seed=0)
 
