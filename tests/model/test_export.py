@@ -1,7 +1,8 @@
 """ONNX export (model/export.py, train.py export): onnxruntime answers as the service does.
 
-The reference is the service's own answer for the same pixels: ``LoadedModel.predict``, with the
-top probability as the digit score when the artifact has none (``service.digits._judge``).
+The reference is the service's own answer for the same pixels: the loaded model's
+``inference.Predictor`` (probabilities and digit scores; the top probability as the digit score
+when the artifact has none).
 """
 
 from __future__ import annotations
@@ -97,12 +98,8 @@ def write_artifact(path: Path, layers: list[dict], input_shape=(1, 28, 28), meth
     return save_artifact(path, net, meta, arrays)
 
 
-def service_answer(loaded, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return loaded.predictor(X)
-
-
 def assert_parity(loaded, session, X: np.ndarray) -> None:
-    probs, scores = service_answer(loaded, X)
+    probs, scores = loaded.predictor(X)  # the service's answer
     onnx_probs, classes, onnx_scores = run_onnx(session, X)
     assert onnx_probs.shape == probs.shape and onnx_scores.shape == scores.shape == classes.shape
     assert onnx_probs.dtype == onnx_scores.dtype == np.float32 and classes.dtype == np.int64
