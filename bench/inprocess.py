@@ -24,7 +24,7 @@ from model.data import scale_pixels
 from model.store import ArtifactStore
 from imaging.preprocessing import preprocess
 from service.schemas import prediction_body
-from tools.loadgen import REPO, payloads
+from tools.loadgen import REPO, number_photos, payloads
 
 
 def timeit(fn, items, repeat: int = 5) -> tuple[float, float]:
@@ -38,21 +38,6 @@ def timeit(fn, items, repeat: int = 5) -> tuple[float, float]:
             fn(item)
             times.append(time.perf_counter() - start)
     return float(np.median(times)), float(np.percentile(times, 90))
-
-
-def _number_photos(n: int = 12) -> list[bytes]:
-    """Return ``n`` phone photos (1155x866 JPEG) of 4-digit numbers written with MNIST test digits."""
-    from evaluation.composed import compose, photo
-    from model.data import load_dataset
-
-    mnist = load_dataset("mnist", REPO.parent / "shared" / "datasets", download=False, progress=False)
-    rng = np.random.default_rng(0)
-    out = []
-    for _ in range(n):
-        pick = rng.choice(len(mnist.test_images), 4, replace=False)
-        number = compose(list(mnist.test_images[pick]), list(mnist.test_labels[pick]), rng, touching=False)
-        out.append(photo(number, rng, size=(1155, 866)))
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((f"decode+preprocess {kind}", *timeit(preprocess, items)))
         rows.append((f"decode+preprocess+infer {kind}",
                      *timeit(lambda b: model.predictor(scale_pixels(preprocess(b)[None])), items)))
-    rows.append(("read a 4-digit number, 1-MP photo JPEG", *timeit(reader_for(model), _number_photos())))
+    rows.append(("read a 4-digit number, 1-MP photo JPEG", *timeit(reader_for(model), number_photos(12))))
     rng = np.random.default_rng(0)
     one = [rng.random((1, 784), dtype=np.float32) for _ in range(64)]
     many = [rng.random((256, 784), dtype=np.float32) for _ in range(8)]
