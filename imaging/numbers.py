@@ -159,10 +159,13 @@ class Piece:
 @dataclass
 class Reading:
     """What ``read`` found: the digits (their 28x28 inputs, probabilities, scores, verdicts,
-    boxes in the upload's pixels) in reading order, and the marks left out."""
+    boxes in the upload's pixels) in reading order, and the marks left out; ``answered``, the
+    same digits as arrays, for recording: uint8 inputs (n, 28, 28), probabilities (n, k),
+    float32 digit scores (n,) and verdicts."""
 
     digits: list[dict]
     marks: list[dict]
+    answered: tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]
 
     @property
     def text(self) -> str:
@@ -213,20 +216,26 @@ def read(image: Image.Image, ink: np.ndarray, assess: Assess, labels: list[str],
         raise TooManyDigits(f"more than {max_digits} digits in one image (found {len(chosen)})")
 
     to_upload = _to_upload(image, shape, ink.shape, angle)
-    digits, left_out = [], []
+    digits, left_out, answered = [], [], []
     for judgement in chosen:
         p, k = judgement.probs, int(judgement.probs.argmax())
         entry = {"label": labels[k], "predicted_class": k, "confidence": float(p[k]),
                  "probabilities": p.tolist(), "box": to_upload(judgement.box), "digit_score": judgement.score,
-                 "verdict": judgement.verdict, "input": judgement.digit, "probs": p}
-        (left_out if judgement.verdict == "not_a_digit" else digits).append(entry)
+                 "verdict": judgement.verdict, "input": judgement.digit}
+        if judgement.verdict == "not_a_digit":
+            left_out.append(entry)
+        else:
+            digits.append(entry)
+            answered.append(judgement)
     marks_out = [{"box": to_upload((m.x0, m.x1, m.y0, m.y1)), "kind": "mark"} for m in marks]
     marks_out += [{"box": d["box"], "kind": "not_a_digit", "digit_score": d["digit_score"]} for d in left_out]
     marks_out.sort(key=lambda m: m["box"][0])
     if not digits:
         raise MarksOnly("no digit found: the ink does not read as digits"
                         + (f" ({len(marks_out)} marks that are not digits)" if marks_out else ""))
-    return Reading(digits=digits, marks=marks_out)
+    return Reading(digits=digits, marks=marks_out,
+                   answered=(np.stack([j.digit for j in answered]), np.stack([j.probs for j in answered]),
+                             np.array([j.score for j in answered], np.float32), [j.verdict for j in answered]))
 
 
 # -- pieces, marks and the line's tilt -----------------------------------------------------------

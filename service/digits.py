@@ -100,11 +100,9 @@ def read_number(served: ServedModel, data: bytes, settings, with_input: bool = F
     """
     image, ink = numbers.read_image(data, settings.max_image_pixels)
     reading = numbers.read(image, ink, lambda X: assess(served, X), served.labels, settings.max_read_digits)
-    digits = reading.digits
-    _answered(served, scale_pixels(np.stack([d["input"] for d in digits])),
-              np.stack([d["probs"] for d in digits]), np.array([d["digit_score"] for d in digits], np.float32),
-              [d["verdict"] for d in digits])
-    metrics.read_done(len(digits))
+    inputs, probs, scores, said = reading.answered
+    _answered(served, scale_pixels(inputs), probs, scores, said)
+    metrics.read_done(len(said))
     return read_body(reading, served.ref, with_input)
 
 
