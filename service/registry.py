@@ -67,9 +67,14 @@ class ServedModel:
     signature: Signature
     loaded_at: float
     thresholds: Verdicts  # the settings' NOT_A_DIGIT_BELOW/UNCERTAIN_BELOW, else the model's own
-    predictor: Predictor = field(repr=False)
-    labels: list[str] = field(repr=False)
-    ref: dict = field(repr=False)  # {"name", "version"}: how an answer names its model
+    predictor: Predictor = field(init=False, repr=False)
+    labels: list[str] = field(init=False, repr=False)
+    ref: dict = field(init=False, repr=False)  # {"name", "version"}: how an answer names its model
+
+    def __post_init__(self) -> None:  # derived once, read on every answer
+        object.__setattr__(self, "predictor", self.loaded.predictor)
+        object.__setattr__(self, "labels", self.loaded.metadata.labels)
+        object.__setattr__(self, "ref", {"name": self.name, "version": self.version})
 
     @property
     def metadata(self) -> ArtifactMetadata:
@@ -238,8 +243,7 @@ class ModelRegistry:
         log.info("model loaded", extra={"version": entry.version,
                                         "ms": round(1000 * (time.perf_counter() - started), 1)})
         return ServedModel(self.store.name, entry.version, loaded, signature, time.time(),
-                           thresholds_in_effect(loaded, self.thresholds), loaded.predictor,
-                           loaded.metadata.labels, {"name": self.store.name, "version": entry.version})
+                           thresholds_in_effect(loaded, self.thresholds))
 
     def _failed_unchanged(self, entry: VersionEntry) -> bool:
         failed = self._failed.get(entry.version)
