@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .mnistform import centre, fit_box
+from .mnistform import to_mnist_form
 
-__all__ = ["DOT_SPACING", "Digit", "PEN_WIDTH", "SEGMENT", "Stroke", "arc", "crop", "dabs", "join", "line",
+__all__ = ["DOT_SPACING", "Digit", "PEN_WIDTH", "SEGMENT", "Stroke", "arc", "dabs", "join", "line",
            "random_pen", "rasterize", "render", "resample", "round_corners", "style", "uniform"]
 
 Stroke = np.ndarray  # (m, 2) points, x then y
@@ -164,12 +164,7 @@ def render(strokes: Digit, width: float, nib: tuple[float, float] = (1.0, 0.0),
     canvas = np.zeros((size[1], size[0]))
     placed = [(stroke - lo) * scale + margin for stroke in strokes]
     rasterize(canvas, dabs(placed), width, nib, 255.0 * pressure)
-    return centre(np.clip(fit_box(crop(canvas)), 0.0, 255.0))
-
-
-def crop(ink: np.ndarray) -> np.ndarray:
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    return ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return to_mnist_form(canvas)
 
 
 def random_pen(rng: np.random.Generator) -> tuple[float, tuple[float, float], float]:

@@ -30,8 +30,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .mnistform import FIELD, centre, fit_box
-from .pen import (DOT_SPACING, Digit, Stroke, arc, crop, join, line, random_pen, rasterize, render, resample, style,
+from .mnistform import FIELD, to_mnist_form
+from .pen import (DOT_SPACING, Digit, Stroke, arc, join, line, random_pen, rasterize, render, resample, style,
                   uniform)
 
 __all__ = ["ALLOGRAPHS", "Digit", "draw", "edit_mnist", "extend_training_set", "render", "synthesize"]
@@ -294,7 +294,7 @@ def edit_mnist(images: np.ndarray, labels: np.ndarray, rng: np.random.Generator)
 
 def _to_form(ink: np.ndarray) -> np.ndarray:
     """Return an edited 28x28 digit refitted to MNIST's form (a flag widens the box)."""
-    return centre(np.clip(fit_box(crop(ink)), 0.0, 255.0))
+    return to_mnist_form(ink)
 
 
 def extend_training_set(images: np.ndarray, labels: np.ndarray, synthetic: int, edit_share: float,
