@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .mnistform import BOX, FIELD, area_average, centre, even_strokes, fit_box, linear_resize
+from .mnistform import BOX, FIELD, area_average, centre, even_strokes, fit_box, linear_resize, resize
 
 __all__ = ["PRESETS", "SCANNED", "STYLE", "Augmenter", "AugmentConfig", "coarsen", "cut_off", "thicken"]
 
@@ -270,14 +270,6 @@ def _ink_box(image: np.ndarray) -> tuple[slice, slice] | None:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def _resize(ink: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Return ``ink`` resized to (height, width): area averaging to shrink, linear to enlarge."""
-    h, w = ink.shape
-    rows = area_average(h, height) if height <= h else linear_resize(h, height)
-    cols = area_average(w, width) if width <= w else linear_resize(w, width)
-    return rows @ ink @ cols.T
-
-
 def _fill(image: np.ndarray, aspect: float, as_upload: bool = False) -> np.ndarray:
     """Return ``image``'s ink stretched to fill a box ``aspect`` (width / height) times as wide
     as it is high, whatever its own shape, in MNIST's form: how scanners that normalised
@@ -291,10 +283,10 @@ def _fill(image: np.ndarray, aspect: float, as_upload: bool = False) -> np.ndarr
     if box is None:
         return image
     if not as_upload:
-        return centre(np.clip(_resize(image[box], BOX, max(2, round(BOX * aspect))), 0.0, 255.0)).astype(np.float32)
-    big = np.clip(_resize(image[box], UPLOAD_SIDE, max(2, round(UPLOAD_SIDE * aspect))), 0.0, 255.0)
+        return centre(np.clip(resize(image[box], BOX, max(2, round(BOX * aspect))), 0.0, 255.0)).astype(np.float32)
+    big = np.clip(resize(image[box], UPLOAD_SIDE, max(2, round(UPLOAD_SIDE * aspect))), 0.0, 255.0)
     big = even_strokes(big * (255.0 / max(float(big.max()), 1.0)), BOX / UPLOAD_SIDE)
-    return centre(np.clip(_resize(big, BOX, max(2, round(BOX * aspect))), 0.0, 255.0)).astype(np.float32)
+    return centre(np.clip(resize(big, BOX, max(2, round(BOX * aspect))), 0.0, 255.0)).astype(np.float32)
 
 
 def cut_off(image: np.ndarray, side: int, fraction: float) -> np.ndarray:

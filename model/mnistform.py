@@ -24,7 +24,7 @@ import numpy as np
 from .data import INPUT_SHAPE
 
 __all__ = ["BOX", "CENTRE", "FIELD", "MAX_STROKE_PX", "MIN_STROKE_PX", "area_average", "centre", "even_strokes",
-           "fit_box", "linear_resize", "stroke_width", "to_mnist_form", "window_filter"]
+           "fit_box", "linear_resize", "resize", "stroke_width", "to_mnist_form", "window_filter"]
 
 BOX = 20  # MNIST fits the digit in a 20x20 box...
 FIELD = INPUT_SHAPE[0]  # ...inside a 28x28 field
@@ -71,10 +71,16 @@ def fit_box(ink: np.ndarray) -> np.ndarray:
     ``BOX`` pixels: area averaging to shrink, linear interpolation to enlarge."""
     h, w = ink.shape
     scale = BOX / max(h, w)
-    new_h, new_w = max(1, round(h * scale)), max(1, round(w * scale))
-    rows = area_average(h, new_h) if new_h <= h else linear_resize(h, new_h)
-    cols = area_average(w, new_w) if new_w <= w else linear_resize(w, new_w)
-    return rows @ ink.astype(np.float32, copy=False) @ cols.T
+    return resize(ink.astype(np.float32, copy=False), max(1, round(h * scale)), max(1, round(w * scale)))
+
+
+def resize(ink: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Return 2-D ``ink`` resized to (height, width), each axis on its own: area averaging
+    to shrink, linear interpolation to enlarge (two small matrix products)."""
+    h, w = ink.shape
+    rows = area_average(h, height) if height <= h else linear_resize(h, height)
+    cols = area_average(w, width) if width <= w else linear_resize(w, width)
+    return rows @ ink @ cols.T
 
 
 def centre(digit: np.ndarray) -> np.ndarray:
