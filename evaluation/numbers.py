@@ -58,7 +58,7 @@ def _summary(outcomes: Sequence[_Outcome]) -> dict:
     exact = [o for o in answered if o.read == o.truth]
     touching = [o for o in outcomes if o.touch]
     digits = sum(len(o.truth) for o in outcomes)
-    ms = sorted(1000 * o.seconds for o in outcomes)
+    ms = sorted(round(1000 * o.seconds, 3) for o in outcomes)  # to the microsecond, as reported
     return {
         "n": n,
         "digits": digits,
@@ -73,7 +73,7 @@ def _summary(outcomes: Sequence[_Outcome]) -> dict:
         "invalid": sum(not (o.read.isdigit() and o.read.isascii()) for o in answered),
         "median_ms": statistics.median(ms),
         "p90_ms": _p90(ms),
-        "times_ms": [round(t, 3) for t in ms],
+        "times_ms": ms,
     }
 
 
@@ -87,6 +87,11 @@ def evaluate(reader: Callable[[bytes], str | None], cases: Sequence[tuple[str, s
     (from ``make_set``): ``_summary``'s figures overall, ``by_kind`` (kind of upload) and
     ``by_touch`` (touch style), and the first misreadings (``errors``). An exception from the
     reader is a failure (the service would answer 5xx), counted, not raised."""
+    return _report(_read(reader, cases))
+
+
+def _read(reader: Callable[[bytes], str | None], cases: Sequence[tuple[str, str | bool, str, bytes]]
+          ) -> list[_Outcome]:
     outcomes = []
     for text, touch, kind, data in cases:
         start = time.perf_counter()
@@ -95,6 +100,10 @@ def evaluate(reader: Callable[[bytes], str | None], cases: Sequence[tuple[str, s
         except Exception:  # noqa: BLE001 - counted: the service would answer 500
             got, failed = None, True
         outcomes.append(_Outcome(text, got, failed, kind, str(touch or ""), time.perf_counter() - start))
+    return outcomes
+
+
+def _report(outcomes: Sequence[_Outcome]) -> dict:
     report = _summary(outcomes)
     report["by_kind"] = {kind: _summary([o for o in outcomes if o.kind == kind])
                          for kind in dict.fromkeys(o.kind for o in outcomes)}
@@ -177,29 +186,14 @@ def run(reader: Callable[[bytes], str | None], sets: dict, n: int, seed: int = 0
         touching_share: float = TOUCHING_SHARE) -> dict[str, dict]:
     """Return ``evaluate``'s report for ``n`` numbers of each set (source -> (images, labels)),
     and for all of them together ("all") when there are several."""
-    results = {}
+    results, every = {}, []
     for i, (name, (images, labels)) in enumerate(sets.items()):
-        results[name] = evaluate(reader, make_set(images, labels, n, seed=seed + i, touching_share=touching_share))
+        outcomes = _read(reader, make_set(images, labels, n, seed=seed + i, touching_share=touching_share))
+        results[name] = _report(outcomes)
+        every += outcomes
     if len(results) > 1:
-        results["all"] = _pooled(list(results.values()))
+        results["all"] = _report(every)
     return results
-
-
-def _pooled(reports: list[dict]) -> dict:
-    """Return the figures of several reports taken together."""
-    n = sum(r["n"] for r in reports)
-    t = sum(r["touching_n"] for r in reports)
-    ms = sorted(x for r in reports for x in r["times_ms"])
-    out = {"n": n, "touching_n": t,
-           "touching_exact": sum((r["touching_exact"] or 0) * r["touching_n"] for r in reports) / t if t else None,
-           "median_ms": statistics.median(ms), "p90_ms": _p90(ms), "by_kind": {}, "by_touch": {}}
-    for key in ("exact", "segmentation", "recognition"):
-        out[key] = sum(r[key] * r["n"] for r in reports) / n
-    for key in ("refused", "failed", "invalid"):
-        out[key] = sum(r[key] for r in reports)
-    out["digits"] = sum(r["digits"] for r in reports)
-    out["per_digit"] = sum(r["per_digit"] * r["digits"] for r in reports) / out["digits"]
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
